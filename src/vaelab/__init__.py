@@ -1,0 +1,3 @@
+"""vaelab: variational autoencoders with PyTorch Lightning and Hydra."""
+
+__version__ = "0.1.0"

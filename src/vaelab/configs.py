@@ -1,0 +1,26 @@
+"""Where the Hydra configs live, and composing them outside a command line (tests, scripts)."""
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+_PACKAGED = Path(__file__).resolve().parent / "conf"
+_REPO = Path(__file__).resolve().parents[2] / "conf"
+#: conf/ inside an installed wheel, else the repository's conf/ (editable installs).
+CONFIG_DIR = str(_PACKAGED if _PACKAGED.is_dir() else _REPO)
+
+
+def compose_config(config_name: str, overrides: list[str], output_dir: str | Path) -> DictConfig:
+    """Compose `config_name` with overrides as the command line would, writing to output_dir."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    return cfg

@@ -1,0 +1,5 @@
+from vaelab.data.digits import DigitsDataModule
+from vaelab.data.in_memory import InMemoryDataModule, TensorBatchLoader
+from vaelab.data.mnist import MNISTDataModule
+
+__all__ = ["DigitsDataModule", "InMemoryDataModule", "MNISTDataModule", "TensorBatchLoader"]

@@ -1,0 +1,152 @@
+"""Datasets held whole in memory as uint8 tensors, served in batches by slicing (no per-item work)."""
+
+from collections.abc import Callable, Iterator, Sequence
+
+import lightning as L
+import torch
+
+BINARIZE = ("none", "static", "dynamic")
+
+
+class TensorBatchLoader:
+    """Yields (images uint8 [B, C, H, W], labels [B]) batches from in-memory tensors.
+
+    Under DDP each rank takes every world_size-th index of one shared permutation, so ranks
+    see disjoint shards and the global batch is `batch_size * world_size`.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                 shuffle: bool = False, drop_last: bool = False, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, epoch: Callable[[], int] | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        self.images, self.labels = images, labels
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self._epoch = epoch or (lambda: 0)
+
+    def _indices(self) -> torch.Tensor:
+        n = len(self.images)
+        if self.shuffle:
+            # Seeded by epoch, so a resumed run sees the same order as an uninterrupted one.
+            g = torch.Generator().manual_seed(self.seed + self._epoch())
+            order = torch.randperm(n, generator=g)
+        else:
+            order = torch.arange(n)
+        return order[self.rank::self.world_size]
+
+    def __len__(self) -> int:
+        n = len(range(self.rank, len(self.images), self.world_size))
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        indices = self._indices()
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            idx = indices[start:start + self.batch_size]
+            if self.images.device != idx.device:
+                idx = idx.to(self.images.device)
+            yield self.images[idx], self.labels[idx]
+
+
+def binarize_once(images: torch.Tensor, seed: int) -> torch.Tensor:
+    """One fixed Bernoulli draw per pixel, as uint8 0/255; same shape as `images`."""
+    g = torch.Generator().manual_seed(seed)
+    probs = images.float() / 255.0
+    return (torch.bernoulli(probs, generator=g) * 255).to(torch.uint8)
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    """Base for datasets that fit in memory: subclasses fill `self.splits` in `load_splits`.
+
+    Batches leave the loader as uint8 and become floats in [0, 1] on the training device
+    (`on_after_batch_transfer`), where dynamic binarisation also samples.
+    """
+
+    def __init__(self, image_shape: Sequence[int], num_classes: int, batch_size: int = 128,
+                 eval_batch_size: int | None = None, binarize: str = "none", seed: int = 0,
+                 on_device: bool = False):
+        super().__init__()
+        if binarize not in BINARIZE:
+            raise ValueError(f"data.binarize must be one of {BINARIZE}, got {binarize!r}")
+        self.image_shape = tuple(image_shape)
+        self.num_classes = num_classes
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.binarize = binarize
+        self.seed = seed
+        self.on_device = on_device
+        self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """{"train"|"val"|"test": (uint8 images [N, C, H, W], int64 labels [N])}."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        splits = self.load_splits()
+        for name, (images, _) in splits.items():
+            if tuple(images.shape[1:]) != self.image_shape:
+                raise ValueError(
+                    f"{name} images have shape {tuple(images.shape[1:])} but data.image_shape "
+                    f"is {list(self.image_shape)}: fix data.image_shape in the data config"
+                )
+        for i, name in enumerate(splits):
+            images, labels = splits[name]
+            # Static binarisation fixes every split once; dynamic fixes only val/test, so
+            # evaluation numbers are comparable between epochs and runs.
+            if self.binarize == "static" or (self.binarize == "dynamic" and name != "train"):
+                images = binarize_once(images, self.seed + i)
+            splits[name] = (images, labels)
+        if self.on_device and self.trainer is not None:
+            device = self.trainer.strategy.root_device
+            splits = {k: (x.to(device), y.to(device)) for k, (x, y) in splits.items()}
+        self.splits = splits
+
+    # -- loaders -----------------------------------------------------------------------------
+    def _world(self) -> tuple[int, int]:
+        if self.trainer is None:
+            return 0, 1
+        return self.trainer.global_rank, self.trainer.world_size
+
+    def _loader(self, split: str, batch_size: int, train: bool) -> TensorBatchLoader:
+        rank, world_size = self._world()
+        if batch_size % world_size:
+            raise ValueError(
+                f"data.batch_size={batch_size} is the global batch and must divide evenly over "
+                f"{world_size} devices"
+            )
+        images, labels = self.splits[split]
+        loader = TensorBatchLoader(
+            images, labels, batch_size // world_size, shuffle=train, drop_last=train,
+            seed=self.seed, rank=rank, world_size=world_size,
+            epoch=(lambda: self.trainer.current_epoch) if self.trainer is not None else None,
+        )
+        if len(loader) == 0:
+            raise ValueError(
+                f"the {split} split has {len(images)} images, fewer than one batch of "
+                f"{batch_size}: lower data.batch_size"
+            )
+        return loader
+
+    def train_dataloader(self) -> TensorBatchLoader:
+        return self._loader("train", self.batch_size, train=True)
+
+    def val_dataloader(self) -> TensorBatchLoader:
+        return self._loader("val", self.eval_batch_size, train=False)
+
+    def test_dataloader(self) -> TensorBatchLoader:
+        return self._loader("test", self.eval_batch_size, train=False)
+
+    # -- uint8 -> float on the device ---------------------------------------------------------
+    def to_float(self, images: torch.Tensor, train: bool = False) -> torch.Tensor:
+        """uint8 [B, C, H, W] -> float in [0, 1]; dynamic binarisation samples when training."""
+        x = images.float().div_(255.0)
+        if train and self.binarize == "dynamic":
+            x = torch.bernoulli(x)
+        return x
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        images, labels = batch
+        training = self.trainer is not None and self.trainer.training
+        return self.to_float(images, train=training), labels

@@ -1,0 +1,142 @@
+"""The VAE as a LightningModule: loss = -E_q[log p(x|z)] + beta * KL(q(z|x) || p(z)), in nats/image."""
+
+import math
+from collections.abc import Callable
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+
+from vaelab.models.elbo import kl_divergence, reparameterize
+from vaelab.models.likelihoods import Likelihood
+
+STAGES = ("train", "val", "test")
+METRICS = ("loss", "elbo", "recon", "kl", "bpd")
+
+
+class VAE(L.LightningModule):
+    """Encoder -> (mu, logvar) -> z = mu + sigma * eps -> decoder -> likelihood parameters."""
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        likelihood: Likelihood,
+        latent_dim: int,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        beta: float = 1.0,
+        scheduler: Callable | None = None,
+        scheduler_monitor: str = "val/elbo",
+    ):
+        super().__init__()
+        if beta < 0:
+            raise ValueError(f"model.beta must be >= 0, got {beta}")
+        self.save_hyperparameters(
+            ignore=["encoder", "decoder", "likelihood", "optimizer", "scheduler"], logger=False
+        )
+        self.encoder = encoder
+        self.decoder = decoder
+        self.likelihood = likelihood
+        self.latent_dim = latent_dim
+        self.beta = beta
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.scheduler_monitor = scheduler_monitor
+        # One MeanMetric per (stage, quantity): each averages per-image values, and torchmetrics
+        # reduces them across DDP ranks, so logged numbers are exact dataset means.
+        self.metrics = nn.ModuleDict(
+            {f"{s}_{m}": MeanMetric() for s in STAGES for m in METRICS}
+        )
+        #: The resolved run config; train.py sets it so a checkpoint alone can rebuild the run.
+        self.run_config: dict | None = None
+
+    # -- the model ---------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z|x) parameters; [B, C, H, W] -> (mu, logvar), each [B, latent_dim]."""
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Likelihood parameters p(x|z); [B, latent_dim] -> [B, C, H, W]."""
+        return self.decoder(z)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean image decoded from the posterior mean; [B, C, H, W] -> [B, C, H, W]."""
+        mu, _ = self.encode(x)
+        return self.likelihood.mean(self.decode(mu))
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Mean images for z ~ N(0, I); -> [n, C, H, W]."""
+        z = torch.randn(n, self.latent_dim, generator=generator, device="cpu").to(self.device)
+        return self.likelihood.mean(self.decode(z))
+
+    def kl_weight(self) -> float:
+        """The weight of the KL term at the current step (beta)."""
+        return self.beta
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-image recon (-log p(x|z)), kl and elbo, each [B], for one z sample per image."""
+        mu, logvar = self.encode(x)
+        z = reparameterize(mu, logvar)
+        params = self.decode(z)
+        if params.shape != x.shape:
+            raise ValueError(
+                f"decoder output {tuple(params.shape)} does not match the data {tuple(x.shape)}: "
+                "give model.encoder/decoder the data's image_shape (${data.image_shape})"
+            )
+        recon = -self.likelihood.log_prob(params, x)
+        kl = kl_divergence(mu, logvar)
+        return {"recon": recon, "kl": kl, "elbo": -(recon + kl), "mu": mu, "logvar": logvar}
+
+    # -- Lightning ---------------------------------------------------------------------------
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        x, _ = batch
+        out = self(x)
+        per_image_loss = out["recon"] + self.kl_weight() * out["kl"]
+        loss = per_image_loss.mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"{stage} loss is {loss.item()} at global step {self.global_step}: lower "
+                "model.optimizer.lr, set trainer.gradient_clip_val, or check the data for NaNs"
+            )
+        values = {
+            "loss": per_image_loss,
+            "elbo": out["elbo"],
+            "recon": out["recon"],
+            "kl": out["kl"],
+            "bpd": -out["elbo"] / (x[0].numel() * math.log(2)),
+        }
+        for name, value in values.items():
+            if name == "bpd" and not self.likelihood.discrete:
+                continue  # bits/dim is only meaningful for a probability mass
+            metric = self.metrics[f"{stage}_{name}"]
+            metric.update(value.detach())
+            self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True,
+                     prog_bar=name in ("loss", "elbo"), batch_size=x.shape[0])
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer(params=self.parameters())
+        if self.scheduler is None:
+            return optimizer
+        scheduler = self.scheduler(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": self.scheduler_monitor,
+                             "interval": "epoch"},
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.run_config is not None:
+            checkpoint["run_config"] = self.run_config

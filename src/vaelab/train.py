@@ -1,0 +1,88 @@
+"""vaelab-train: compose a config, build data/model/trainer from it, fit, test, return the metric."""
+
+import json
+from pathlib import Path
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from vaelab.builders import instantiate_callbacks, instantiate_loggers, log_hyperparameters
+from vaelab.configs import CONFIG_DIR
+
+
+def check_output_dir(output_dir: Path, resuming: bool) -> None:
+    """Refuse to train into a run directory that already holds checkpoints, unless resuming."""
+    ckpt_dir = output_dir / "checkpoints"
+    if not resuming and ckpt_dir.is_dir() and any(ckpt_dir.iterdir()):
+        raise FileExistsError(
+            f"{ckpt_dir} already holds checkpoints of an earlier run: choose a new hydra.run.dir, "
+            "or pass ckpt_path=<checkpoint> to continue that run"
+        )
+
+
+@rank_zero_only
+def save_run_files(cfg: DictConfig, output_dir: Path, metrics: dict[str, float] | None = None):
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if metrics is not None:
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+
+
+def as_floats(metrics: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit (and test) the configured VAE; returns every logged metric."""
+    output_dir = Path(cfg.paths.output_dir)
+    check_output_dir(output_dir, resuming=cfg.get("ckpt_path") is not None)
+    L.seed_everything(cfg.seed, workers=True)
+
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model)
+    # Stored in every checkpoint, so eval/viz can rebuild this run from the .ckpt alone.
+    model.run_config = OmegaConf.to_container(cfg, resolve=True)
+    loggers = instantiate_loggers(cfg.get("logger"))
+    callbacks = instantiate_callbacks(cfg.get("callbacks"), have_loggers=bool(loggers))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    log_hyperparameters(cfg, model, loggers)
+    save_run_files(cfg, output_dir)
+
+    metrics: dict[str, float] = {}
+    if cfg.get("train", True):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics.update(as_floats(trainer.callback_metrics))
+    if cfg.get("test", True):
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if not best:
+            rank_zero_info("no best checkpoint (fast_dev_run or no ModelCheckpoint): testing "
+                           "the current weights")
+        # Re-seeding makes the test's posterior samples the same as vaelab-eval's.
+        L.seed_everything(cfg.seed, workers=True)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+        metrics.update(as_floats(trainer.callback_metrics))
+        if best:
+            metrics["best_checkpoint"] = best  # type: ignore[assignment]
+    save_run_files(cfg, output_dir, metrics)
+    return metrics
+
+
+def optimized_metric(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    if name not in metrics:
+        raise KeyError(f"optimized_metric={name!r} was not logged; logged: {sorted(metrics)}")
+    return metrics[name]
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return optimized_metric(cfg, train(cfg))
+
+
+if __name__ == "__main__":
+    main()

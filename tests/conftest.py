@@ -1,0 +1,60 @@
+"""Shared fixtures: configs composed like the command line, and tiny datasets in real formats."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import DictConfig
+
+from vaelab.configs import compose_config
+
+# Quiet and offline by default, whatever the developer's shell has set.
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+FAST = [
+    "trainer.accelerator=cpu",
+    "trainer.enable_progress_bar=false",
+    "callbacks.rich_progress_bar=null",
+    "callbacks.model_summary=null",
+]
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    """make_cfg(overrides, name="train") -> a composed config writing under tmp_path/run."""
+
+    def _make(overrides: list[str] = (), name: str = "train",
+              output_dir: Path | None = None) -> DictConfig:
+        fast = FAST if name == "train" else FAST[:2]
+        return compose_config(name, [*fast, *overrides], output_dir or tmp_path / "run")
+
+    return _make
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array in the IDX format MNIST uses (magic 0x0000080N, big-endian dims)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def make_mnist(root: Path, n_train: int = 120, n_test: int = 40, seed: int = 0) -> Path:
+    """A tiny MNIST in torchvision's layout: root/MNIST/raw/*-ubyte; digit d is a bright band."""
+    rng = np.random.default_rng(seed)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, size=n).astype(np.uint8)
+        images = rng.integers(0, 40, size=(n, 28, 28)).astype(np.uint8)
+        for i, d in enumerate(labels):
+            images[i, 2 + 2 * d: 6 + 2 * d, 4:24] = 250
+        write_idx(root / "MNIST" / "raw" / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(root / "MNIST" / "raw" / f"{prefix}-labels-idx1-ubyte", labels)
+    return root
+
+
+@pytest.fixture
+def mnist_root(tmp_path) -> Path:
+    return make_mnist(tmp_path / "data")
