@@ -1,4 +1,4 @@
-"""vaelab-train: compose a config, build data/model/trainer from it, fit, test, return the metric."""
+"""vaelab-train: compose a config, build data/model/trainer, fit, test, return the metric."""
 
 import json
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Reader for the IDX format of the MNIST files, with errors that say what is wrong and what to do."""
+"""Reader for MNIST's IDX files, with errors that say what is wrong and what to do."""
 
 import gzip
 from pathlib import Path

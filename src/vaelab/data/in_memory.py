@@ -1,4 +1,4 @@
-"""Datasets held whole in memory as uint8 tensors, served in batches by slicing (no per-item work)."""
+"""Datasets held whole in memory as uint8 tensors, served in batches by slicing, not per item."""
 
 from collections.abc import Callable, Iterator, Sequence
 

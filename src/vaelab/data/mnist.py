@@ -89,7 +89,8 @@ class MNISTDataModule(InMemoryDataModule):
                 f"data.val_size={self.val_size} must be between 1 and {len(images) - 1} "
                 f"(the training file has {len(images)} images)"
             )
-        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.split_seed))
+        g = torch.Generator().manual_seed(self.split_seed)
+        order = torch.randperm(len(images), generator=g)
         val, train = order[: self.val_size], order[self.val_size:]
         rank_zero_info(f"MNIST from {mnist_raw_dir(self.data_dir)}: "
                        f"{len(train)} train, {len(val)} val")

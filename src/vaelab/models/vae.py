@@ -1,4 +1,4 @@
-"""The VAE as a LightningModule: loss = -E_q[log p(x|z)] + beta * KL(q(z|x) || p(z)), in nats/image."""
+"""The VAE LightningModule: loss = -E_q[log p(x|z)] + beta * KL(q(z|x) || p(z)) in nats/image."""
 
 import math
 from collections.abc import Callable

@@ -1,0 +1,101 @@
+"""MNIST DataModule on tiny IDX files the tests write, and each way the data can be wrong."""
+
+import numpy as np
+import pytest
+import torch
+from torchvision.datasets import MNIST
+
+from conftest import make_mnist, write_idx
+from vaelab.data import MNISTDataModule
+from vaelab.data.idx import IDXFormatError
+
+
+def setup_dm(root, **kwargs) -> MNISTDataModule:
+    dm = MNISTDataModule(data_dir=str(root), val_size=20, batch_size=16, **kwargs)
+    dm.prepare_data()
+    dm.setup()
+    return dm
+
+
+def test_splits_shapes_and_dtypes(mnist_root):
+    dm = setup_dm(mnist_root)
+    sizes = {k: len(v[0]) for k, v in dm.splits.items()}
+    assert sizes == {"train": 100, "val": 20, "test": 40}
+    images, labels = next(iter(dm.train_dataloader()))
+    assert images.dtype == torch.uint8 and images.shape == (16, 1, 28, 28)
+    assert labels.dtype == torch.int64 and labels.shape == (16,)
+    assert len(dm.train_dataloader()) == 100 // 16  # drop_last while training
+    assert len(dm.val_dataloader()) == 2  # 16 + 4: every val image is used
+    x = dm.to_float(images)
+    assert x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+
+
+def test_train_and_val_come_from_the_training_file_without_overlap(mnist_root):
+    dm = setup_dm(mnist_root)
+    train, val = dm.splits["train"][0], dm.splits["val"][0]
+    joined = torch.cat([train, val]).flatten(1)
+    assert len(torch.unique(joined, dim=0)) == 120
+    assert torch.equal(setup_dm(mnist_root).splits["val"][0], val)  # same seed, same split
+
+
+def test_in_memory_data_equals_torchvision_mnist(mnist_root):
+    dm = setup_dm(mnist_root)
+    reference = MNIST(root=str(mnist_root), train=False, download=False)
+    images, labels = dm.splits["test"]
+    assert torch.equal(images[:, 0], reference.data)
+    assert torch.equal(labels, reference.targets)
+
+
+def test_binarisation_modes(mnist_root):
+    static = setup_dm(mnist_root, binarize="static")
+    assert set(static.splits["train"][0].unique().tolist()) <= {0, 255}
+
+    dynamic = setup_dm(mnist_root, binarize="dynamic")
+    grey = dynamic.splits["train"][0][:16]
+    assert len(grey.unique()) > 2  # kept grey, sampled per batch
+    torch.manual_seed(0)
+    a, b = dynamic.to_float(grey, train=True), dynamic.to_float(grey, train=True)
+    assert set(a.unique().tolist()) <= {0.0, 1.0} and not torch.equal(a, b)
+    # Evaluation splits are binarised once, so every epoch scores the same images.
+    assert set(dynamic.splits["val"][0].unique().tolist()) <= {0, 255}
+    assert torch.equal(dynamic.splits["val"][0], setup_dm(mnist_root, binarize="dynamic")
+                       .splits["val"][0])
+
+    with pytest.raises(ValueError, match="data.binarize must be one of"):
+        MNISTDataModule(data_dir=str(mnist_root), binarize="sometimes")
+
+
+def test_missing_folder_names_the_files_and_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        setup_dm(tmp_path / "nowhere")
+    message = str(err.value)
+    assert str(tmp_path / "nowhere" / "MNIST" / "raw") in message
+    assert "train-images-idx3-ubyte" in message and "data.download=true" in message
+
+
+def test_failed_download_says_how_to_get_the_files(tmp_path, monkeypatch):
+    # A closed local port stands in for the unreachable mirrors: torchvision's real download runs.
+    monkeypatch.setattr(MNIST, "mirrors", ["http://127.0.0.1:9/"])
+    with pytest.raises(RuntimeError) as err:
+        setup_dm(tmp_path / "fresh", download=True)
+    message = str(err.value)
+    assert "downloading MNIST into" in message and "copy the four IDX files" in message
+
+
+def test_truncated_file_is_reported_with_its_path(tmp_path):
+    root = make_mnist(tmp_path / "data")
+    path = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(IDXFormatError, match="truncated or corrupt") as err:
+        setup_dm(root)
+    assert str(path) in str(err.value)
+
+
+def test_wrong_magic_is_reported_with_its_path(tmp_path):
+    root = make_mnist(tmp_path / "data")
+    # Labels written where images belong: a 1-D IDX file (magic 2049) instead of 3-D (2051).
+    path = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    write_idx(path, np.zeros(120, dtype=np.uint8))
+    with pytest.raises(IDXFormatError, match="magic number 2049 .* has 2051") as err:
+        setup_dm(root)
+    assert str(path) in str(err.value)
