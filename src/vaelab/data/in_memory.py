@@ -103,6 +103,10 @@ class InMemoryDataModule(L.LightningDataModule):
             splits = {k: (x.to(device), y.to(device)) for k, (x, y) in splits.items()}
         self.splits = splits
 
+    def class_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """One class per image (int64 [B]) for colouring plots; multi-attribute data picks one."""
+        return labels
+
     # -- loaders -----------------------------------------------------------------------------
     def _world(self) -> tuple[int, int]:
         if self.trainer is None:
