@@ -87,6 +87,50 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def split_data(datamodule: InMemoryDataModule, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(uint8 images, labels) of a split, with an error naming the splits there are."""
+    if split not in datamodule.splits:
+        raise ValueError(f"split={split!r}: choose one of {sorted(datamodule.splits)}")
+    return datamodule.splits[split]
+
+
+def attribute_vector(model: VAE, datamodule: InMemoryDataModule, split: str,
+                     attribute: str | int, source: str | int | None, num_images: int,
+                     batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+    """Mean E[z|x] of up to num_images images with minus without; -> ([latent_dim], counts)."""
+    images, labels = split_data(datamodule, split)
+    with_mask, without_mask = group_masks(*attribute_table(datamodule, labels), attribute, source)
+    groups = {"with": pick(with_mask, num_images, generator),
+              "without": pick(without_mask, num_images, generator)}
+    empty = [k for k, idx in groups.items() if len(idx) == 0]
+    if empty:
+        raise ValueError(f"the {split} split has no images {' or '.join(empty)} "
+                         f"attribute={attribute} (source={source}): pick another attribute")
+    means = {k: posterior_means(model, datamodule, images[idx], batch_size).mean(0)
+             for k, idx in groups.items()}
+    counts = {f"num_{k}": len(idx) for k, idx in groups.items()}
+    return means["with"] - means["without"], counts
+
+
+def images_to_show(datamodule: InMemoryDataModule, split: str, attribute: str | int,
+                   source: str | int | None, num_show: int, indices: Sequence[int] | None,
+                   generator: torch.Generator) -> torch.Tensor:
+    """Indices into `split`: the given ones, else num_show random images of the source group."""
+    images, labels = split_data(datamodule, split)
+    if indices is not None:
+        chosen = torch.tensor(list(indices), dtype=torch.long)
+        if len(chosen) == 0 or chosen.min() < 0 or chosen.max() >= len(images):
+            raise ValueError(f"indices={list(indices)} must index the {split} split "
+                             f"(0..{len(images) - 1})")
+        return chosen
+    _, without = group_masks(*attribute_table(datamodule, labels), attribute, source)
+    chosen = pick(without, num_show, generator)
+    if len(chosen) == 0:
+        raise ValueError(f"the {split} split has no image to show without "
+                         f"attribute={attribute}: pass indices=[...]")
+    return chosen
+
+
 def attribute_vector_figure(cfg: DictConfig) -> dict[str, Path]:
     """Compute, save (.pt) and draw (.png) the attribute vector; returns both paths."""
     output_dir = Path(cfg.paths.output_dir)
@@ -100,42 +144,18 @@ def attribute_vector_figure(cfg: DictConfig) -> dict[str, Path]:
     model.to(_device(cfg.device))
     datamodule.setup()
     generator = torch.Generator().manual_seed(cfg.seed)
-
-    images, labels = datamodule.splits[cfg.split]
-    names, table = attribute_table(datamodule, labels)
-    with_mask, without_mask = group_masks(names, table, cfg.attribute, cfg.source)
-    groups = {"with": pick(with_mask, cfg.num_images, generator),
-              "without": pick(without_mask, cfg.num_images, generator)}
-    empty = [k for k, idx in groups.items() if len(idx) == 0]
-    if empty:
-        raise ValueError(f"the {cfg.split} split has no images {' or '.join(empty)} "
-                         f"attribute={cfg.attribute} (source={cfg.source}): pick another attribute")
-    means = {k: posterior_means(model, datamodule, images[idx], cfg.batch_size).mean(0)
-             for k, idx in groups.items()}
-    vector = means["with"] - means["without"]
-    log.info(f"attribute vector {tag}: |v|={vector.norm():.3f} from {len(groups['with'])} images "
-             f"with and {len(groups['without'])} without, {cfg.split} split")
-
-    show_images, show_labels = datamodule.splits[cfg.show_split]
-    if cfg.indices is not None:
-        shown = torch.tensor(list(cfg.indices), dtype=torch.long)
-        if len(shown) == 0 or shown.min() < 0 or shown.max() >= len(show_images):
-            raise ValueError(f"indices={list(cfg.indices)} must index the {cfg.show_split} split "
-                             f"(0..{len(show_images) - 1})")
-    else:
-        _, without_shown = group_masks(*attribute_table(datamodule, show_labels), cfg.attribute,
-                                       cfg.source)
-        shown = pick(without_shown, cfg.num_show, generator)
-        if len(shown) == 0:
-            raise ValueError(f"the {cfg.show_split} split has no image to show without "
-                             f"attribute={cfg.attribute}: pass indices=[...]")
-    x = datamodule.to_float(show_images[shown].to(model.device))
-    decoded = shifted_decodes(model, x, vector.to(model.device), cfg.alphas)
+    vector, counts = attribute_vector(model, datamodule, cfg.split, cfg.attribute, cfg.source,
+                                      cfg.num_images, cfg.batch_size, generator)
+    log.info(f"attribute vector {tag}: |v|={vector.norm():.3f} from {counts['num_with']} images "
+             f"with and {counts['num_without']} without, {cfg.split} split")
+    shown = images_to_show(datamodule, cfg.show_split, cfg.attribute, cfg.source, cfg.num_show,
+                           cfg.indices, generator)
+    x = datamodule.to_float(datamodule.splits[cfg.show_split][0][shown].to(model.device))
+    decoded = shifted_decodes(model, x, vector, cfg.alphas)
 
     output_dir.mkdir(parents=True, exist_ok=True)
     torch.save({"vector": vector.cpu(), "attribute": str(cfg.attribute),
-                "source": None if cfg.source is None else str(cfg.source),
-                "num_with": len(groups["with"]), "num_without": len(groups["without"]),
+                "source": None if cfg.source is None else str(cfg.source), **counts,
                 "split": cfg.split, "ckpt_path": str(cfg.ckpt_path),
                 "shown": shown, "alphas": list(cfg.alphas)}, paths["vector"])
     start = f"not {cfg.attribute}" if cfg.source is None else str(cfg.source)

@@ -12,7 +12,10 @@ from torchvision.utils import make_grid  # noqa: E402
 
 def attribute_sweep_grid(inputs: torch.Tensor, decoded: torch.Tensor,
                          padding: int = 2) -> torch.Tensor:
-    """One row per image: input, then its A decodes; [N,C,H,W] + [A,N,C,H,W] -> [C, H', W']."""
+    """One row per image: input, then its A decodes; [N,C,H,W] + [A,N,C,H,W] -> [3, H', W'].
+
+    make_grid repeats a single channel three times, so grey and colour images come out as RGB.
+    """
     if decoded.shape[1:] != inputs.shape:
         raise ValueError(f"decoded {tuple(decoded.shape)} must be [A, *{tuple(inputs.shape)}]")
     rows = torch.cat([inputs.unsqueeze(0), decoded]).transpose(0, 1)  # [N, 1 + A, C, H, W]
