@@ -215,3 +215,14 @@ def test_corrupt_attribute_row_is_named(tmp_path, celeba_data):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match=r"40 integers, but the line of 000004\.jpg is not"):
         datamodule(root)
+
+
+def test_corrupt_image_is_named(tmp_path, celeba_data):
+    root = write(tmp_path, celeba_data)
+    (root / "img_align_celeba" / "000003.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(CelebAFolderError, match=r"000003\.jpg is not a readable image"):
+        datamodule(root, cache=True)
+    # The split holding the bad image has no cache file and no partial file is left behind.
+    split = ("train", "val", "test")[celeba_data["partition"][2]]
+    left = [p.name for p in (root / "vaelab_cache").iterdir()]
+    assert not [name for name in left if name.startswith(split) or "partial" in name], left

@@ -154,20 +154,24 @@ def read_name_column(path: Path) -> dict[str, int]:
 def center_crop_resize(path: Path, crop: tuple[int, int] | None, size: tuple[int, int],
                        resample: str) -> np.ndarray:
     """One face as uint8 [C=3, H, W]: the central crop (h, w), resized to size (h, w)."""
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        if crop is not None:
-            w, h = image.size
-            if crop[0] > h or crop[1] > w:
-                raise ValueError(
-                    f"{path} is {h}x{w}, smaller than data.crop_size={list(crop)}: lower the crop "
-                    "(CelebA's aligned images are 218x178)"
-                )
-            top, left = round((h - crop[0]) / 2), round((w - crop[1]) / 2)
-            image = image.crop((left, top, left + crop[1], top + crop[0]))
-        if image.size != (size[1], size[0]):
-            image = image.resize((size[1], size[0]), RESAMPLE[resample])
-        return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+    except OSError as err:  # PIL's UnidentifiedImageError and truncated-file errors
+        raise CelebAFolderError(f"{path} is not a readable image ({err}): the file is corrupt. "
+                                "Unpack img_align_celeba again.") from err
+    if crop is not None:
+        w, h = image.size
+        if crop[0] > h or crop[1] > w:
+            raise ValueError(
+                f"{path} is {h}x{w}, smaller than data.crop_size={list(crop)}: lower the crop "
+                "(CelebA's aligned images are 218x178)"
+            )
+        top, left = round((h - crop[0]) / 2), round((w - crop[1]) / 2)
+        image = image.crop((left, top, left + crop[1], top + crop[0]))
+    if image.size != (size[1], size[0]):
+        image = image.resize((size[1], size[0]), RESAMPLE[resample])
+    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
 
 
 def source_fingerprint(paths: Sequence[Path]) -> str:
@@ -252,7 +256,7 @@ class CelebADataModule(InMemoryDataModule):
         # PIL releases the GIL while decoding and resizing, so threads scale.
         with ThreadPoolExecutor(max(1, self.decode_workers)) as pool:
             for _ in track(pool.map(one, range(len(paths))), total=len(paths),
-                           description=description, transient=True):
+                           description=description):
                 pass
 
     def cache_problem(self, path: Path, fingerprint: str, n: int) -> str | None:
