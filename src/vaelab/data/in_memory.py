@@ -78,7 +78,10 @@ class InMemoryDataModule(L.LightningDataModule):
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """{"train"|"val"|"test": (uint8 images [N, C, H, W], int64 labels [N])}."""
+        """{"train"|"val"|"test": (uint8 images [N, C, H, W], int64 labels [N] or [N, K])}.
+
+        Labels are class ids [N], or K binary attributes [N, K] (then override class_labels).
+        """
         raise NotImplementedError
 
     def setup(self, stage: str | None = None) -> None:
