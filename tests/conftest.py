@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from omegaconf import DictConfig
+from PIL import Image
 
 from vaelab.configs import compose_config
 
@@ -58,3 +59,47 @@ def make_mnist(root: Path, n_train: int = 120, n_test: int = 40, seed: int = 0) 
 @pytest.fixture
 def mnist_root(tmp_path) -> Path:
     return make_mnist(tmp_path / "data")
+
+
+CELEBA_ATTRIBUTES = (
+    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "
+    "Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee "
+    "Gray_Hair Heavy_Makeup High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes "
+    "No_Beard Oval_Face Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks Sideburns Smiling "
+    "Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace "
+    "Wearing_Necktie Young"
+).split()
+
+
+def write_celeba(root: Path, images: np.ndarray, attributes: np.ndarray, partition: np.ndarray,
+                 layout: str = "official", identity: np.ndarray | None = None) -> Path:
+    """CelebA's folder from uint8 [N, H, W, 3] faces, {0,1} [N, 40] attributes, partition [N].
+
+    layout "official": img_align_celeba/*.jpg + list_*.txt (attributes as -1/1, with the count
+    and header lines); "kaggle": img_align_celeba/img_align_celeba/*.jpg + list_*.csv.
+    """
+    kaggle = layout == "kaggle"
+    image_dir = root / "img_align_celeba" / ("img_align_celeba" if kaggle else "")
+    image_dir.mkdir(parents=True, exist_ok=True)
+    names = [f"{i + 1:06d}.jpg" for i in range(len(images))]
+    for name, image in zip(names, images, strict=True):
+        Image.fromarray(image).save(image_dir / name, quality=95)
+    signs = np.where(attributes > 0, 1, -1)
+    if kaggle:
+        attr_lines = [",".join(["image_id", *CELEBA_ATTRIBUTES])]
+        attr_lines += [",".join([n, *map(str, s)]) for n, s in zip(names, signs, strict=True)]
+        (root / "list_attr_celeba.csv").write_text("\n".join(attr_lines) + "\n")
+        pairs = zip(names, partition, strict=True)
+        part_lines = ["image_id,partition", *(f"{n},{p}" for n, p in pairs)]
+        (root / "list_eval_partition.csv").write_text("\n".join(part_lines) + "\n")
+    else:
+        attr_lines = [str(len(names)), " ".join(CELEBA_ATTRIBUTES)]
+        attr_lines += [f"{n} " + " ".join(f"{v:2d}" for v in s)
+                       for n, s in zip(names, signs, strict=True)]
+        (root / "list_attr_celeba.txt").write_text("\n".join(attr_lines) + "\n")
+        part_lines = [f"{n} {p}" for n, p in zip(names, partition, strict=True)]
+        (root / "list_eval_partition.txt").write_text("\n".join(part_lines) + "\n")
+        if identity is not None:
+            (root / "identity_CelebA.txt").write_text(
+                "".join(f"{n} {i}\n" for n, i in zip(names, identity, strict=True)))
+    return root

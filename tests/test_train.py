@@ -11,7 +11,9 @@ from hydra.utils import instantiate
 from vaelab.configs import CONFIG_DIR
 from vaelab.train import train
 
-EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
+# The CelebA recipes need a CelebA folder: tests/data/test_celeba_data.py runs them on one.
+EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml")
+                     if not p.stem.startswith("celeba"))
 
 
 def val_elbo_at_init(cfg) -> float:

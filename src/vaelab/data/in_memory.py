@@ -78,7 +78,10 @@ class InMemoryDataModule(L.LightningDataModule):
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """{"train"|"val"|"test": (uint8 images [N, C, H, W], int64 labels [N])}."""
+        """{"train"|"val"|"test": (uint8 images [N, C, H, W], int64 labels [N] or [N, K])}.
+
+        Labels are class ids [N], or K binary attributes [N, K] (then override class_labels).
+        """
         raise NotImplementedError
 
     def setup(self, stage: str | None = None) -> None:
@@ -102,6 +105,10 @@ class InMemoryDataModule(L.LightningDataModule):
             device = self.trainer.strategy.root_device
             splits = {k: (x.to(device), y.to(device)) for k, (x, y) in splits.items()}
         self.splits = splits
+
+    def class_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """One class per image (int64 [B]) for colouring plots; multi-attribute data picks one."""
+        return labels
 
     # -- loaders -----------------------------------------------------------------------------
     def _world(self) -> tuple[int, int]:
