@@ -1,0 +1,45 @@
+"""DDP under Hydra: the ranks Lightning launches as subprocesses run their parent's job config.
+
+Lightning's subprocess launcher starts ranks 1..N-1 by re-running the command line. Under Hydra
+that command would compose a new run directory (or, in a multirun, launch the whole sweep again).
+Instead the parent publishes its resolved config file in an environment variable and the child
+ranks train from that file, so each job keeps exactly one output directory.
+"""
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch.distributed as dist
+from omegaconf import DictConfig, OmegaConf
+
+JOB_CONFIG_ENV = "VAELAB_DDP_JOB_CONFIG"
+
+
+def is_launched_rank() -> bool:
+    """True in a rank that Lightning's subprocess launcher started for a vaelab job."""
+    # Lightning sets LOCAL_RANK only in the processes it launches (and cluster launchers do too,
+    # but they never see JOB_CONFIG_ENV, which only a vaelab parent process sets).
+    return JOB_CONFIG_ENV in os.environ and "LOCAL_RANK" in os.environ
+
+
+def launched_rank_config() -> DictConfig:
+    """The resolved config of the job that launched this rank."""
+    return OmegaConf.load(os.environ[JOB_CONFIG_ENV])
+
+
+@contextmanager
+def share_job_config(config_file: Path) -> Iterator[None]:
+    """Ranks launched inside this block train from `config_file`. Afterwards the process group
+    and the environment Lightning set up are undone, so the next job of a multirun (same
+    process) launches its own ranks on a fresh port."""
+    saved = dict(os.environ)
+    os.environ[JOB_CONFIG_ENV] = str(Path(config_file).resolve())
+    try:
+        yield
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(saved)
