@@ -52,6 +52,13 @@ def mlflow_run(store: Path, experiment: str):
     return runs.iloc[0]
 
 
+@pytest.fixture(autouse=True)
+def wandb_home(tmp_path, monkeypatch):
+    # W&B keeps caches, settings and its service's logs under the home directory otherwise
+    for name in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / "wandb_home"))
+
+
 @pytest.fixture(scope="module")
 def mlflow_store(tmp_path_factory) -> Path:
     # one SQLite store for the module: creating its schema takes seconds

@@ -93,12 +93,12 @@ def hydra_main(cfg: DictConfig) -> float | None:
     return optimized_metric(cfg, train(cfg))
 
 
-def main() -> float | None:
+def main() -> None:
     """vaelab-train; a DDP rank that Lightning launched trains its parent job's config instead."""
     if is_launched_rank():
         train(launched_rank_config())
-        return None
-    return hydra_main()
+    else:
+        hydra_main()
 
 
 if __name__ == "__main__":
