@@ -1,6 +1,7 @@
 """Shared fixtures: configs composed like the command line, and tiny datasets in real formats."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -76,11 +77,16 @@ def train_cli(tmp_path):
         cmd = [sys.executable, "-m", "vaelab.train", *flags, "callbacks.rich_progress_bar=null",
                "callbacks.model_summary=null", "trainer.enable_progress_bar=false",
                *(a for a in args if not a.startswith("-"))]
+        # its own process group, so a hung run's DDP ranks can be killed with it
         proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
         if not wait:
             return proc
-        out, _ = proc.communicate(timeout=timeout)
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
         assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-3000:]}"
         return out
 

@@ -3,11 +3,13 @@
 import json
 from pathlib import Path
 
+import torch
 import yaml
 from hydra.utils import instantiate
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_only
 
+from vaelab.data.in_memory import TensorBatchLoader
 from vaelab.train import train
 
 # A few steps: one epoch of digits is 20 optimiser steps of the global batch of 64.
@@ -41,8 +43,6 @@ def test_ddp_sim_matches_one_process_and_writes_one_run_dir(train_cli, make_cfg,
 
 
 def _global_step(ckpt: Path) -> int:
-    import torch
-
     return torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"]
 
 
@@ -98,3 +98,14 @@ def test_submitit_local_launcher_runs_a_job(train_cli, tmp_path):
     assert len(job_dirs) == 1
     assert (sweep / ".submitit").is_dir()
     assert json.loads((job_dirs[0] / "metrics.json").read_text())["test/elbo"] < 0
+
+
+def test_ddp_ranks_take_the_same_number_of_training_steps():
+    # 127 images over 2 ranks: shards of 64 and 63, per-rank batch 32
+    images, labels = torch.zeros(127, 1, 2, 2, dtype=torch.uint8), torch.zeros(127)
+    steps = [len(list(TensorBatchLoader(images, labels, 32, shuffle=True, drop_last=True,
+                                        rank=r, world_size=2))) for r in (0, 1)]
+    assert steps == [1, 1]
+    seen = [x for r in (0, 1) for x, _ in TensorBatchLoader(images, labels, 32, rank=r,
+                                                            world_size=2)]
+    assert sum(len(x) for x in seen) == 127  # evaluation still sees every image once

@@ -15,6 +15,10 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 
 JOB_CONFIG_ENV = "VAELAB_DDP_JOB_CONFIG"
+# What Lightning's launcher and DDP setup write into the parent's environment. Left behind,
+# LOCAL_RANK would make the next job of a multirun believe its ranks were already launched.
+_DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE",
+            "LOCAL_WORLD_SIZE", "OMP_NUM_THREADS", JOB_CONFIG_ENV)
 
 
 def is_launched_rank() -> bool:
@@ -34,12 +38,15 @@ def share_job_config(config_file: Path) -> Iterator[None]:
     """Ranks launched inside this block train from `config_file`. Afterwards the process group
     and the environment Lightning set up are undone, so the next job of a multirun (same
     process) launches its own ranks on a fresh port."""
-    saved = dict(os.environ)
+    saved = {key: os.environ.get(key) for key in _DDP_ENV}
     os.environ[JOB_CONFIG_ENV] = str(Path(config_file).resolve())
     try:
         yield
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
-        os.environ.clear()
-        os.environ.update(saved)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -42,8 +42,12 @@ class TensorBatchLoader:
         return order[self.rank::self.world_size]
 
     def __len__(self) -> int:
+        if self.drop_last:
+            # Shards differ by up to one image; every rank must take the same number of
+            # training steps, or DDP's gradient all-reduce would wait forever for the shortest.
+            return len(self.images) // self.world_size // self.batch_size
         n = len(range(self.rank, len(self.images), self.world_size))
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return -(-n // self.batch_size)
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self._epoch(), "batches_done": self._batches_done()}
