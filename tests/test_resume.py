@@ -97,7 +97,8 @@ def test_sigkilled_run_resumes_from_its_last_checkpoint(train_cli, make_cfg, tmp
     while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     proc.kill()  # SIGKILL: no handler runs, nothing is flushed
-    proc.communicate()
+    out, _ = proc.communicate()
+    assert last.exists(), f"the run wrote no checkpoint:\n{out[-3000:]}"
     step = ckpt(last)["global_step"]  # written atomically, so never half a file
     assert 0 < step < 2 * STEPS_PER_EPOCH and step % STEPS_PER_EPOCH, "not killed mid-epoch"
 
