@@ -6,7 +6,7 @@ from pathlib import Path
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
-from lightning.pytorch.loggers import Logger
+from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -53,3 +53,11 @@ def log_hyperparameters(cfg: DictConfig, model: L.LightningModule, loggers: list
     for logger in loggers:
         logger.log_hyperparams(params)
     rank_zero_info(f"model: {params['model/params/total']:,} parameters")
+
+
+@rank_zero_only
+def finish_loggers(loggers: list[Logger]) -> None:
+    """Close runs that outlive the trainer, so each job of a multirun gets its own W&B run."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish()

@@ -1,13 +1,28 @@
-"""Rebuild a trained run (config, data, model) from a checkpoint alone."""
+"""Checkpoint files: written atomically; a trained run (config, data, model) rebuilt from one."""
 
+import os
 from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vaelab.data.in_memory import InMemoryDataModule
 from vaelab.models.vae import VAE
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file and renames it into place, so a process killed
+    mid-write (SIGKILL, a node failure) leaves the previous checkpoint intact."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if "://" in str(path):  # remote storage: no rename there, save as Lightning does
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.partial")
+        super().save_checkpoint(checkpoint, tmp, storage_options)
+        os.replace(tmp, path)
 
 
 def load_checkpoint(ckpt_path: str | Path) -> dict:

@@ -5,12 +5,30 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 _PACKAGED = Path(__file__).resolve().parent / "conf"
 _REPO = Path(__file__).resolve().parents[2] / "conf"
 #: conf/ inside an installed wheel, else the repository's conf/ (editable installs).
 CONFIG_DIR = str(_PACKAGED if _PACKAGED.is_dir() else _REPO)
+
+
+def sweep_group(task_name: str) -> str | None:
+    """`<task_name>/<sweep folder>` inside a Hydra multirun (shared by its jobs), else None."""
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    return f"{task_name}/{Path(hydra_cfg.sweep.dir).name}"
+
+
+# Used by conf/: ${vaelab.sweep_group:${task_name}}, ${vaelab.join:${tags}}, ${vaelab.basename:..}.
+OmegaConf.register_new_resolver("vaelab.basename", lambda path: Path(path).name, replace=True)
+OmegaConf.register_new_resolver("vaelab.sweep_group", sweep_group, replace=True)
+OmegaConf.register_new_resolver("vaelab.join", lambda items: ",".join(map(str, items)),
+                                replace=True)
 
 
 def compose_config(config_name: str, overrides: list[str], output_dir: str | Path) -> DictConfig:

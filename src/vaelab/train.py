@@ -7,20 +7,17 @@ import hydra
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vaelab.builders import instantiate_callbacks, instantiate_loggers, log_hyperparameters
+from vaelab.builders import (
+    finish_loggers,
+    instantiate_callbacks,
+    instantiate_loggers,
+    log_hyperparameters,
+)
 from vaelab.configs import CONFIG_DIR
-
-
-def check_output_dir(output_dir: Path, resuming: bool) -> None:
-    """Refuse to train into a run directory that already holds checkpoints, unless resuming."""
-    ckpt_dir = output_dir / "checkpoints"
-    if not resuming and ckpt_dir.is_dir() and any(ckpt_dir.iterdir()):
-        raise FileExistsError(
-            f"{ckpt_dir} already holds checkpoints of an earlier run: choose a new hydra.run.dir, "
-            "or pass ckpt_path=<checkpoint> to continue that run"
-        )
+from vaelab.distributed import is_launched_rank, launched_rank_config, share_job_config
+from vaelab.resume import check_output_dir, keep_earlier_results, resolve_ckpt_path
 
 
 @rank_zero_only
@@ -38,7 +35,12 @@ def as_floats(metrics: dict) -> dict[str, float]:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and test) the configured VAE; returns every logged metric."""
     output_dir = Path(cfg.paths.output_dir)
-    check_output_dir(output_dir, resuming=cfg.get("ckpt_path") is not None)
+    ckpt_path = resolve_ckpt_path(output_dir, cfg.get("ckpt_path"), cfg.get("resume"))
+    if check_output_dir(output_dir, ckpt_path):
+        keep_earlier_results(output_dir)
+    # Recorded as resolved, so config_resolved.yaml (and DDP's launched ranks) name the checkpoint.
+    with open_dict(cfg):
+        cfg.ckpt_path, cfg.resume = ckpt_path, None
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data)
@@ -50,7 +52,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     log_hyperparameters(cfg, model, loggers)
     save_run_files(cfg, output_dir)
+    with share_job_config(output_dir / "config_resolved.yaml"):
+        metrics = fit_and_test(cfg, trainer, model, datamodule)
+    finish_loggers(loggers)
+    save_run_files(cfg, output_dir, metrics)
+    return metrics
 
+
+def fit_and_test(cfg: DictConfig, trainer: L.Trainer, model: L.LightningModule,
+                 datamodule: L.LightningDataModule) -> dict[str, float]:
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -66,7 +76,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics.update(as_floats(trainer.callback_metrics))
         if best:
             metrics["best_checkpoint"] = best  # type: ignore[assignment]
-    save_run_files(cfg, output_dir, metrics)
     return metrics
 
 
@@ -80,8 +89,16 @@ def optimized_metric(cfg: DictConfig, metrics: dict[str, float]) -> float | None
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     return optimized_metric(cfg, train(cfg))
+
+
+def main() -> None:
+    """vaelab-train; a DDP rank that Lightning launched trains its parent job's config instead."""
+    if is_launched_rank():
+        train(launched_rank_config())
+    else:
+        hydra_main()
 
 
 if __name__ == "__main__":

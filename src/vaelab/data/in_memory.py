@@ -13,17 +13,23 @@ class TensorBatchLoader:
 
     Under DDP each rank takes every world_size-th index of one shared permutation, so ranks
     see disjoint shards and the global batch is `batch_size * world_size`.
+    Resumable mid-epoch: `state_dict()` records how many batches of the epoch were trained
+    (`batches_done()`, counted by the trainer, since Lightning fetches one batch ahead), and
+    after `load_state_dict` the next pass skips them.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
                  shuffle: bool = False, drop_last: bool = False, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, epoch: Callable[[], int] | None = None):
+                 rank: int = 0, world_size: int = 1, epoch: Callable[[], int] | None = None,
+                 batches_done: Callable[[], int] | None = None):
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self._epoch = epoch or (lambda: 0)
+        self._batches_done = batches_done or (lambda: 0)
+        self._skip = 0
 
     def _indices(self) -> torch.Tensor:
         n = len(self.images)
@@ -36,12 +42,23 @@ class TensorBatchLoader:
         return order[self.rank::self.world_size]
 
     def __len__(self) -> int:
+        if self.drop_last:
+            # Shards differ by up to one image; every rank must take the same number of
+            # training steps, or DDP's gradient all-reduce would wait forever for the shortest.
+            return len(self.images) // self.world_size // self.batch_size
         n = len(range(self.rank, len(self.images), self.world_size))
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return -(-n // self.batch_size)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self._epoch(), "batches_done": self._batches_done()}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._skip = state["batches_done"] if state["epoch"] == self._epoch() else 0
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         indices = self._indices()
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        skip, self._skip = self._skip, 0
+        for start in range(skip * self.batch_size, len(self) * self.batch_size, self.batch_size):
             idx = indices[start:start + self.batch_size]
             if self.images.device != idx.device:
                 idx = idx.to(self.images.device)
@@ -128,6 +145,7 @@ class InMemoryDataModule(L.LightningDataModule):
             images, labels, batch_size // world_size, shuffle=train, drop_last=train,
             seed=self.seed, rank=rank, world_size=world_size,
             epoch=(lambda: self.trainer.current_epoch) if self.trainer is not None else None,
+            batches_done=self._batches_trained if train and self.trainer is not None else None,
         )
         if len(loader) == 0:
             raise ValueError(
@@ -135,6 +153,10 @@ class InMemoryDataModule(L.LightningDataModule):
                 f"{batch_size}: lower data.batch_size"
             )
         return loader
+
+    def _batches_trained(self) -> int:
+        """Training batches of the current epoch whose optimiser step has run."""
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
     def train_dataloader(self) -> TensorBatchLoader:
         return self._loader("train", self.batch_size, train=True)

@@ -1,0 +1,142 @@
+"""Resuming runs (ckpt_path, resume=auto, after SIGTERM/SIGKILL) and same seed -> same numbers."""
+
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from vaelab.data.in_memory import TensorBatchLoader
+from vaelab.resume import check_output_dir, resolve_ckpt_path
+from vaelab.train import train
+
+RUN = ["logger=csv", "model.latent_dim=2", "callbacks.lr_monitor=null"]
+# A resumed run restores weights, optimiser, scheduler, loop position, data order and random
+# generator states, so it repeats the uninterrupted run's arithmetic: only float noise remains.
+TOLERANCE = 1e-4
+STEPS_PER_EPOCH = 20  # digits: 1297 training images, global batch 64, last partial batch dropped
+
+
+def ckpt(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def assert_same_run(a: dict, b: dict, keys=("val/elbo", "train/loss", "test/elbo")) -> None:
+    for key in keys:
+        assert a[key] == pytest.approx(b[key], abs=TOLERANCE), key
+
+
+def test_same_seed_same_metrics_other_seed_other_metrics(make_cfg, tmp_path):
+    runs = [train(make_cfg([*RUN, "trainer.max_epochs=1", f"seed={seed}"],
+                           output_dir=tmp_path / f"run{i}"))
+            for i, seed in enumerate((1, 1, 2))]
+    for run in runs:
+        run.pop("best_checkpoint")
+    assert runs[0] == runs[1]
+    assert runs[0]["val/elbo"] != runs[2]["val/elbo"]
+
+
+def test_resume_2_to_4_epochs_equals_an_uninterrupted_run(make_cfg, tmp_path):
+    plateau = [*RUN, "model/scheduler=plateau"]
+    train(make_cfg([*plateau, "trainer.max_epochs=2"], output_dir=tmp_path / "first"))
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    resumed = train(make_cfg([*plateau, "trainer.max_epochs=4", f"ckpt_path={last}"],
+                             output_dir=tmp_path / "resumed"))
+    whole = train(make_cfg([*plateau, "trainer.max_epochs=4"], output_dir=tmp_path / "whole"))
+    assert_same_run(resumed, whole)
+    a, b = (ckpt(tmp_path / d / "checkpoints" / "last.ckpt") for d in ("resumed", "whole"))
+    assert a["global_step"] == b["global_step"] == 4 * STEPS_PER_EPOCH
+    # the optimiser continued (Adam's step count) and so did the scheduler
+    assert a["optimizer_states"][0]["state"][0]["step"] == 4 * STEPS_PER_EPOCH
+    assert a["lr_schedulers"] == b["lr_schedulers"]
+    # the first run's results are untouched
+    assert ckpt(last)["global_step"] == 2 * STEPS_PER_EPOCH
+
+
+class SendSigterm(L.Callback):
+    """Test helper: the process receives SIGTERM after optimiser step `at_step`."""
+
+    def __init__(self, at_step: int):
+        self.at_step = at_step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.at_step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_checkpoints_mid_epoch_and_resume_auto_continues(make_cfg, tmp_path, caplog):
+    run_dir = tmp_path / "run"
+    no_periodic = [*RUN, "callbacks.model_checkpoint.save_last=false",
+                   "callbacks.step_checkpoint=null"]
+    with pytest.raises(SystemExit):
+        train(make_cfg([*no_periodic, "trainer.max_epochs=2", "+callbacks.sigterm._target_="
+                        "test_resume.SendSigterm", "+callbacks.sigterm.at_step=7"]))
+    assert ckpt(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 7
+
+    with caplog.at_level(logging.INFO):
+        resumed = train(make_cfg([*no_periodic, "trainer.max_epochs=2", "resume=auto"]))
+    assert f"Restored all states from the checkpoint at {run_dir}/checkpoints/last.ckpt" \
+        in caplog.text
+    whole = train(make_cfg([*no_periodic, "trainer.max_epochs=2"], output_dir=tmp_path / "w"))
+    assert_same_run(resumed, whole)
+    # the interrupted attempt's config is kept beside the resumed one's
+    assert (run_dir / "config_resolved.attempt1.yaml").is_file()
+    assert "last.ckpt" in (run_dir / "config_resolved.yaml").read_text()
+
+
+def test_sigkilled_run_resumes_from_its_last_checkpoint(train_cli, make_cfg, tmp_path):
+    run_dir = tmp_path / "killed"
+    every3 = [*RUN, "callbacks.step_checkpoint.every_n_train_steps=3"]
+    proc = train_cli([*every3, "trainer.max_epochs=50", f"hydra.run.dir={run_dir}"], wait=False)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 120
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.kill()  # SIGKILL: no handler runs, nothing is flushed
+    out, _ = proc.communicate()
+    assert last.exists(), f"the run wrote no checkpoint:\n{out[-3000:]}"
+    step = ckpt(last)["global_step"]  # written atomically, so never half a file
+    assert 0 < step < 2 * STEPS_PER_EPOCH and step % STEPS_PER_EPOCH, "not killed mid-epoch"
+
+    resumed = train(make_cfg([*every3, "trainer.max_epochs=2", "resume=auto"],
+                             output_dir=run_dir))
+    whole = train(make_cfg([*every3, "trainer.max_epochs=2"], output_dir=tmp_path / "whole"))
+    assert_same_run(resumed, whole)
+    assert ckpt(last)["global_step"] == 2 * STEPS_PER_EPOCH
+
+
+def test_loader_resumes_mid_epoch_where_training_stopped():
+    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1)
+    done = {"n": 0}
+    loader = TensorBatchLoader(images, torch.zeros(10), batch_size=2, shuffle=True, seed=3,
+                               batches_done=lambda: done["n"])
+    full = [x.flatten().tolist() for x, _ in loader]
+    done["n"] = 3
+    state = loader.state_dict()
+    fresh = TensorBatchLoader(images, torch.zeros(10), batch_size=2, shuffle=True, seed=3)
+    fresh.load_state_dict(state)
+    assert [x.flatten().tolist() for x, _ in fresh] == full[3:]
+    assert [x.flatten().tolist() for x, _ in fresh] == full  # only the resumed epoch skips
+
+
+def test_resume_refuses_mistakes(tmp_path):
+    with pytest.raises(ValueError, match="resume must be null or auto"):
+        resolve_ckpt_path(tmp_path, None, "latest")
+    with pytest.raises(ValueError, match="not both"):
+        resolve_ckpt_path(tmp_path, "a.ckpt", "auto")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        resolve_ckpt_path(tmp_path, str(tmp_path / "missing.ckpt"), None)
+    assert resolve_ckpt_path(tmp_path, None, "auto") is None  # nothing to resume: start afresh
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert resolve_ckpt_path(tmp_path, None, "auto") == str(tmp_path / "checkpoints/last.ckpt")
+    # another run's directory is never trained into, except to continue that run
+    with pytest.raises(FileExistsError, match="resume=auto"):
+        check_output_dir(tmp_path, None)
+    with pytest.raises(FileExistsError):
+        check_output_dir(tmp_path, str(tmp_path / "elsewhere" / "last.ckpt"))
+    assert check_output_dir(tmp_path, str(tmp_path / "checkpoints" / "last.ckpt"))
