@@ -5,12 +5,25 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 _PACKAGED = Path(__file__).resolve().parent / "conf"
 _REPO = Path(__file__).resolve().parents[2] / "conf"
 #: conf/ inside an installed wheel, else the repository's conf/ (editable installs).
 CONFIG_DIR = str(_PACKAGED if _PACKAGED.is_dir() else _REPO)
+
+#: Longest multirun job folder name; most file systems allow 255 bytes.
+MAX_DIRNAME = 200
+
+
+def path_safe(name: str) -> str:
+    """One folder name from an override string: '/' -> '.', cut to MAX_DIRNAME characters."""
+    return name.replace("/", ".")[:MAX_DIRNAME]
+
+
+def register_resolvers() -> None:
+    """Resolvers the configs use: ${vaelab.path_safe:...} (conf/hydra/default.yaml)."""
+    OmegaConf.register_new_resolver("vaelab.path_safe", path_safe, replace=True)
 
 
 def compose_config(config_name: str, overrides: list[str], output_dir: str | Path) -> DictConfig:
