@@ -2,9 +2,12 @@
 
 import pytest
 import torch
+from hydra.utils import instantiate
 
+from vaelab.configs import compose_config
 from vaelab.models import VAE
 from vaelab.models.kl_schedules import (
+    BetaSchedule,
     CapacityAnnealing,
     ConstantBeta,
     CyclicalAnnealing,
@@ -95,3 +98,12 @@ def test_vae_uses_its_schedule_and_refuses_an_ignored_beta():
         _vae(beta=4.0, kl_schedule=CapacityAnnealing())
     with pytest.raises(ValueError, match="set model.beta"):
         _vae(beta=1.0, kl_schedule=ConstantBeta(beta=2.0))
+
+
+@pytest.mark.parametrize("name", ["constant", "linear_warmup", "cyclical", "free_bits", "capacity"])
+def test_every_schedule_config_builds_its_schedule(name, tmp_path):
+    beta = "1" if name == "capacity" else "4"
+    cfg = compose_config("train", [f"model/kl_schedule={name}", f"model.beta={beta}"], tmp_path)
+    schedule = instantiate(cfg.model.kl_schedule)
+    assert schedule.beta == (None if name == "capacity" else 4.0)
+    assert isinstance(schedule, BetaSchedule) == (name != "capacity")

@@ -11,7 +11,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from vaelab.configs import path_safe
+from vaelab.configs import compose_config, path_safe
 from vaelab.models.active_units import active_units
 from vaelab.report import main as report_main
 
@@ -124,3 +124,11 @@ def test_active_units_use_the_variance_of_posterior_means():
     assert active_units(mu, threshold=0.1).tolist() == [True, False, False]
     with pytest.raises(ValueError, match="N >= 2"):
         active_units(mu[:1])
+
+
+def test_mnist_beta_sweep_recipe_is_a_five_job_multirun(tmp_path):
+    cfg = compose_config("train", ["experiment=mnist_beta_sweep"], tmp_path)
+    assert cfg.hydra.mode.name == "MULTIRUN"
+    assert cfg.hydra.sweeper.params["model.beta"] == "0.5,1,2,4,8"
+    assert cfg.data._target_.endswith("MNISTDataModule")
+    assert cfg.model.kl_schedule._target_.endswith("ConstantBeta")
