@@ -13,6 +13,14 @@ _REPO = Path(__file__).resolve().parents[2] / "conf"
 #: conf/ inside an installed wheel, else the repository's conf/ (editable installs).
 CONFIG_DIR = str(_PACKAGED if _PACKAGED.is_dir() else _REPO)
 
+#: Longest multirun job folder name; most file systems allow 255 bytes.
+MAX_DIRNAME = 200
+
+
+def path_safe(name: str) -> str:
+    """One folder name from an override string: '/' -> '.', cut to MAX_DIRNAME characters."""
+    return name.replace("/", ".")[:MAX_DIRNAME]
+
 
 def sweep_group(task_name: str) -> str | None:
     """`<task_name>/<sweep folder>` inside a Hydra multirun (shared by its jobs), else None."""
@@ -24,11 +32,14 @@ def sweep_group(task_name: str) -> str | None:
     return f"{task_name}/{Path(hydra_cfg.sweep.dir).name}"
 
 
-# Used by conf/: ${vaelab.sweep_group:${task_name}}, ${vaelab.join:${tags}}, ${vaelab.basename:..}.
-OmegaConf.register_new_resolver("vaelab.basename", lambda path: Path(path).name, replace=True)
-OmegaConf.register_new_resolver("vaelab.sweep_group", sweep_group, replace=True)
-OmegaConf.register_new_resolver("vaelab.join", lambda items: ",".join(map(str, items)),
-                                replace=True)
+def register_resolvers() -> None:
+    """Resolvers the configs use: ${vaelab.path_safe:..} (job folder names),
+    ${vaelab.sweep_group:${task_name}}, ${vaelab.join:${tags}} and ${vaelab.basename:..}."""
+    OmegaConf.register_new_resolver("vaelab.path_safe", path_safe, replace=True)
+    OmegaConf.register_new_resolver("vaelab.basename", lambda path: Path(path).name, replace=True)
+    OmegaConf.register_new_resolver("vaelab.sweep_group", sweep_group, replace=True)
+    OmegaConf.register_new_resolver("vaelab.join", lambda items: ",".join(map(str, items)),
+                                    replace=True)
 
 
 def compose_config(config_name: str, overrides: list[str], output_dir: str | Path) -> DictConfig:

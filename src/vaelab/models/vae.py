@@ -8,7 +8,8 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from vaelab.models.elbo import kl_divergence, reparameterize
+from vaelab.models.elbo import gaussian_kl, kl_divergence, reparameterize
+from vaelab.models.kl_schedules import KLSchedule, check_kl_schedule
 from vaelab.models.likelihoods import Likelihood
 
 STAGES = ("train", "val", "test")
@@ -28,12 +29,15 @@ class VAE(L.LightningModule):
         beta: float = 1.0,
         scheduler: Callable | None = None,
         scheduler_monitor: str = "val/elbo",
+        kl_schedule: KLSchedule | None = None,
     ):
         super().__init__()
         if beta < 0:
             raise ValueError(f"model.beta must be >= 0, got {beta}")
+        self.kl_schedule = check_kl_schedule(kl_schedule, beta)
         self.save_hyperparameters(
-            ignore=["encoder", "decoder", "likelihood", "optimizer", "scheduler"], logger=False
+            ignore=["encoder", "decoder", "likelihood", "optimizer", "scheduler", "kl_schedule"],
+            logger=False,
         )
         self.encoder = encoder
         self.decoder = decoder
@@ -72,9 +76,9 @@ class VAE(L.LightningModule):
         z = torch.randn(n, self.latent_dim, generator=generator, device="cpu").to(self.device)
         return self.likelihood.mean(self.decode(z))
 
-    def kl_weight(self) -> float:
-        """The weight of the KL term at the current step (beta)."""
-        return self.beta
+    def kl_weight(self) -> float | None:
+        """The KL weight (beta) at the current step; None for the capacity objective."""
+        return self.kl_schedule.weight(self.global_step)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-image recon (-log p(x|z)), kl and elbo, each [B], for one z sample per image."""
@@ -94,7 +98,8 @@ class VAE(L.LightningModule):
     def _step(self, batch, stage: str) -> torch.Tensor:
         x, _ = batch
         out = self(x)
-        per_image_loss = out["recon"] + self.kl_weight() * out["kl"]
+        kl_per_dim = gaussian_kl(out["mu"], out["logvar"])
+        per_image_loss = self.kl_schedule.loss(out["recon"], kl_per_dim, self.global_step)
         loss = per_image_loss.mean()
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -115,6 +120,10 @@ class VAE(L.LightningModule):
             metric.update(value.detach())
             self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True,
                      prog_bar=name in ("loss", "elbo"), batch_size=x.shape[0])
+        if stage == "train":
+            for name, value in self.kl_schedule.logged(self.global_step).items():
+                self.log(f"train/{name}", value, on_step=True, on_epoch=False,
+                         batch_size=x.shape[0])
         return loss
 
     def training_step(self, batch, batch_idx):
@@ -140,3 +149,4 @@ class VAE(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.run_config is not None:
             checkpoint["run_config"] = self.run_config
+

@@ -1,0 +1,156 @@
+"""The KL term of the beta-VAE family: how (recon, per-dimension KL, step) become the training loss.
+
+Each schedule's `loss` returns one value per image whose batch mean is the objective, so the VAE
+can average and log it like every other per-image quantity. `step` is the optimizer step.
+"""
+
+from abc import ABC, abstractmethod
+
+import torch
+
+
+def _check(name: str, value: float, low: float = 0.0) -> None:
+    if not value >= low:  # also rejects NaN
+        key = "model.beta" if name == "beta" else f"model.kl_schedule.{name}"
+        raise ValueError(f"{key} must be >= {low:g}, got {value}")
+
+
+class KLSchedule(ABC):
+    """Base class; `beta` is the target KL weight (None for objectives that do not weight KL)."""
+
+    beta: float | None = None
+
+    @abstractmethod
+    def loss(self, recon: torch.Tensor, kl: torch.Tensor, step: int) -> torch.Tensor:
+        """Per-image loss; recon [B] (-log p(x|z)), kl [B, D] per latent dimension -> [B]."""
+
+    @abstractmethod
+    def logged(self, step: int) -> dict[str, float]:
+        """The schedule's current values (effective beta, capacity), logged as train/<name>."""
+
+    def weight(self, step: int) -> float | None:
+        """The KL weight at `step`; None where the objective is not recon + weight * KL."""
+        return None
+
+
+class BetaSchedule(KLSchedule):
+    """loss = recon + weight(step) * KL: a KL weight that may change with the step."""
+
+    @abstractmethod
+    def weight(self, step: int) -> float: ...
+
+    def loss(self, recon, kl, step):
+        return recon + self.weight(step) * kl.sum(dim=1)
+
+    def logged(self, step):
+        return {"beta": self.weight(step)}
+
+
+class ConstantBeta(BetaSchedule):
+    """beta fixed for the whole run (beta = 1: the ELBO; beta > 1: Higgins et al.'s beta-VAE)."""
+
+    def __init__(self, beta: float = 1.0):
+        _check("beta", beta)
+        self.beta = beta
+
+    def weight(self, step):
+        return self.beta
+
+
+class LinearWarmup(BetaSchedule):
+    """beta rises linearly from start_beta to beta over warmup_steps, then stays at beta."""
+
+    def __init__(self, beta: float = 1.0, warmup_steps: int = 1000, start_beta: float = 0.0):
+        _check("beta", beta)
+        _check("start_beta", start_beta)
+        _check("warmup_steps", warmup_steps)
+        self.beta, self.start_beta, self.warmup_steps = beta, start_beta, warmup_steps
+
+    def weight(self, step):
+        progress = min(1.0, step / self.warmup_steps) if self.warmup_steps else 1.0
+        return self.start_beta + (self.beta - self.start_beta) * progress
+
+
+class CyclicalAnnealing(BetaSchedule):
+    """Fu et al. (2019): each cycle of cycle_steps ramps beta from 0 up over the first `ratio` of
+    the cycle, then holds it; after n_cycles (if set) beta stays at its target."""
+
+    def __init__(self, beta: float = 1.0, cycle_steps: int = 2000, ratio: float = 0.5,
+                 n_cycles: int | None = None):
+        _check("beta", beta)
+        _check("cycle_steps", cycle_steps, low=1)
+        if not 0.0 < ratio <= 1.0:
+            raise ValueError(f"model.kl_schedule.ratio must be in (0, 1], got {ratio}")
+        if n_cycles is not None:
+            _check("n_cycles", n_cycles, low=1)
+        self.beta, self.cycle_steps, self.ratio, self.n_cycles = beta, cycle_steps, ratio, n_cycles
+
+    def weight(self, step):
+        if self.n_cycles is not None and step >= self.n_cycles * self.cycle_steps:
+            return self.beta
+        phase = (step % self.cycle_steps) / self.cycle_steps
+        return self.beta * min(1.0, phase / self.ratio)
+
+
+class FreeBits(BetaSchedule):
+    """Kingma et al. (2016): each latent dimension's batch-mean KL counts as at least
+    floor_per_dim nats, so dimensions under the floor get no push towards the prior."""
+
+    def __init__(self, beta: float = 1.0, floor_per_dim: float = 0.25):
+        _check("beta", beta)
+        _check("floor_per_dim", floor_per_dim)
+        self.beta, self.floor_per_dim = beta, floor_per_dim
+
+    def weight(self, step):
+        return self.beta
+
+    def loss(self, recon, kl, step):
+        # Dimensions whose batch mean is under the floor contribute the constant floor (no
+        # gradient); the batch mean of the result is recon + beta * sum_d max(floor, mean_b KL_d).
+        above = kl.mean(dim=0, keepdim=True) > self.floor_per_dim
+        floored = torch.where(above, kl, torch.full_like(kl, self.floor_per_dim))
+        return recon + self.beta * floored.sum(dim=1)
+
+
+class CapacityAnnealing(KLSchedule):
+    """Burgess et al. (2018): loss = recon + gamma * |KL - C(t)|, the capacity C(t) rising
+    linearly from 0 to capacity_max nats over anneal_steps (KL is the batch mean)."""
+
+    def __init__(self, gamma: float = 1000.0, capacity_max: float = 25.0,
+                 anneal_steps: int = 10000):
+        _check("gamma", gamma)
+        _check("capacity_max", capacity_max)
+        _check("anneal_steps", anneal_steps)
+        self.gamma, self.capacity_max, self.anneal_steps = gamma, capacity_max, anneal_steps
+
+    def capacity(self, step: int) -> float:
+        """C(t) in nats."""
+        progress = min(1.0, step / self.anneal_steps) if self.anneal_steps else 1.0
+        return self.capacity_max * progress
+
+    def loss(self, recon, kl, step):
+        c = self.capacity(step)
+        kl_per_image = kl.sum(dim=1)
+        # sign(mean KL - C) * (KL_i - C) has batch mean |mean KL - C| and the same gradient.
+        sign = torch.sign(kl_per_image.mean() - c).detach()
+        return recon + self.gamma * sign * (kl_per_image - c)
+
+    def logged(self, step):
+        return {"capacity": self.capacity(step)}
+
+
+def check_kl_schedule(kl_schedule: KLSchedule | None, beta: float) -> KLSchedule:
+    """The schedule to use (constant beta if none), refusing a beta that would be ignored."""
+    if kl_schedule is None:
+        return ConstantBeta(beta)
+    if kl_schedule.beta is None and beta != 1.0:
+        raise ValueError(
+            f"model.beta={beta} has no effect with {type(kl_schedule).__name__}: leave model.beta "
+            "at 1 and set the schedule's own parameters (model.kl_schedule.*)"
+        )
+    if kl_schedule.beta is not None and kl_schedule.beta != beta:
+        raise ValueError(
+            f"model.kl_schedule.beta={kl_schedule.beta} differs from model.beta={beta}: set "
+            "model.beta (the schedule configs read it) instead of model.kl_schedule.beta"
+        )
+    return kl_schedule

@@ -1,0 +1,205 @@
+"""vaelab-report <multirun dir>: every job's config and final metrics in one table (CSV and
+Markdown), with the rate-distortion plot, ELBO and active units against beta, and samples."""
+
+import argparse
+import csv
+import math
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from vaelab.checkpoints import load_run
+from vaelab.models.active_units import active_units, posterior_means
+from vaelab.sweep import Job, collect_jobs
+from vaelab.viz.sweep_plots import metric_vs_beta, rate_distortion, sample_rows
+
+#: Columns of the Markdown table, after the job's name, status, beta and swept parameters.
+SUMMARY = ("elbo", "recon", "kl", "active_units")
+
+
+def job_beta(job: Job) -> float | None:
+    """The job's target KL weight; None for objectives without one (capacity)."""
+    schedule = job.select("model.kl_schedule")
+    beta = schedule.get("beta") if isinstance(schedule, dict) else job.select("model.beta")
+    return None if beta is None else float(beta)
+
+
+def swept_keys(jobs: list[Job]) -> list[str]:
+    """Override keys whose value is not the same in every job."""
+    values = [job.override_values() for job in jobs]
+    keys = sorted({k for v in values for k in v})
+    return [k for k in keys if len({v.get(k) for v in values}) > 1]
+
+
+def report_stage(jobs: list[Job]) -> str:
+    """'test' when every completed job was tested, else 'val'."""
+    done = [j for j in jobs if j.status == "completed"]
+    return "test" if done and all("test/elbo" in j.metrics for j in done) else "val"
+
+
+def best_checkpoint(job: Job) -> Path | None:
+    """The job's best checkpoint, found in the job folder even if the sweep was moved."""
+    recorded = job.metrics.get("best_checkpoint")
+    if not recorded:
+        return None
+    for path in (job.path / "checkpoints" / Path(recorded).name, Path(recorded)):
+        if path.is_file():
+            return path
+    return None
+
+
+def model_columns(job: Job, data_dir: str | None, n_samples: int,
+                  seed: int) -> tuple[dict, torch.Tensor | None]:
+    """Active units on the val split, and n_samples prior samples, from the best checkpoint."""
+    ckpt = best_checkpoint(job)
+    if ckpt is None:
+        return {}, None
+    _, model, datamodule = load_run(ckpt, data_dir=data_dir)
+    active = active_units(posterior_means(model, datamodule, "val"))
+    samples = None
+    if n_samples:
+        samples = model.sample(n_samples, generator=torch.Generator().manual_seed(seed))
+    return {"active_units": int(active.sum()), "latent_dim": len(active)}, samples
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e-2 else f"{value:.3f}".rstrip("0").rstrip(".")
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(rows: list[dict], columns: list[str], headers: dict[str, str]) -> str:
+    lines = ["| " + " | ".join(headers.get(c, c) for c in columns) + " |",
+             "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def job_label(row: dict, swept: list[str]) -> str:
+    others = [k for k in swept if k != "model.beta"]
+    if not others and row["beta"] is not None:
+        return f"β={row['beta']:g}"
+    return ", ".join(f"{k.rsplit('.', 1)[-1]}={row[k]}" for k in swept) or row["job"]
+
+
+def build_report(multirun_dir: Path, out_dir: Path, data_dir: str | None = None,
+                 n_samples: int = 8, with_model: bool = True, seed: int = 0) -> list[dict]:
+    """Write sweep.csv, sweep.md and the figures to out_dir; returns the table's rows."""
+    jobs = collect_jobs(multirun_dir)
+    stage, swept = report_stage(jobs), swept_keys(jobs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows, samples = [], {}
+    for job in jobs:
+        overrides = job.override_values()
+        row = {"job": job.path.name, "num": job.num, "status": job.status, "beta": job_beta(job),
+               "kl_schedule": str(job.select("model.kl_schedule._target_", "")).rsplit(".")[-1],
+               "latent_dim": job.select("model.latent_dim"),
+               **{k: overrides.get(k) for k in swept},
+               **{name: job.metrics.get(f"{stage}/{name}") for name in ("elbo", "recon", "kl")}}
+        if with_model and job.status == "completed":
+            columns, images = model_columns(job, data_dir, n_samples, seed)
+            row.update(columns)
+            if images is not None:
+                samples[job.path.name] = images
+        row.update({k: v for k, v in sorted(job.metrics.items()) if k != "best_checkpoint"})
+        row.update(error=job.error, overrides=" ".join(job.overrides), path=str(job.path))
+        rows.append(row)
+
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with open(out_dir / "sweep.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+    figures = draw_figures(rows, swept, stage, samples, out_dir)
+    write_markdown(multirun_dir, out_dir, rows, swept, stage, figures)
+    return rows
+
+
+def draw_figures(rows: list[dict], swept: list[str], stage: str,
+                 samples: dict[str, torch.Tensor], out_dir: Path) -> list[str]:
+    """The PNGs for the completed jobs; returns their file names."""
+    done = [r for r in rows if r["status"] == "completed" and r["elbo"] is not None]
+    with_beta = [r for r in done if r["beta"] is not None]
+    figures = {}
+    if done:
+        figures["rate_distortion.png"] = rate_distortion(
+            [r["kl"] for r in done], [r["recon"] for r in done],
+            [job_label(r, swept) for r in done])
+    if len({r["beta"] for r in with_beta}) > 1:
+        figures["elbo_vs_beta.png"] = metric_vs_beta(
+            [r["beta"] for r in with_beta], [r["elbo"] for r in with_beta],
+            f"{stage} ELBO [nats]", "ELBO against beta")
+        counted = [r for r in with_beta if r.get("active_units") is not None]
+        if counted:
+            dims = {r["latent_dim"] for r in counted}
+            figures["active_units_vs_beta.png"] = metric_vs_beta(
+                [r["beta"] for r in counted], [r["active_units"] for r in counted],
+                "active units (Cov_x E[z|x] > 0.01)", "active latent units against beta",
+                ceiling=dims.pop() if len(dims) == 1 else None, ceiling_label="latent_dim")
+    if samples:
+        labelled = [r for r in done if r["job"] in samples]
+        figures["samples.png"] = sample_rows([samples[r["job"]] for r in labelled],
+                                             [job_label(r, swept) for r in labelled])
+    for name, fig in figures.items():
+        fig.savefig(out_dir / name, dpi=120)
+    return list(figures)
+
+
+def write_markdown(multirun_dir: Path, out_dir: Path, rows: list[dict], swept: list[str],
+                   stage: str, figures: list[str]) -> None:
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "failed",
+                                                               "incomplete")}
+    columns = ["num", "status", "beta", *[k for k in swept if k != "model.beta"],
+               *[c for c in SUMMARY if any(r.get(c) is not None for r in rows)]]
+    parts = [
+        f"# Sweep report: {multirun_dir}",
+        f"{len(rows)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        + f". elbo, recon (-log p(x|z)) and kl are {stage} metrics in nats per image"
+        + ("; active_units counts the latent dimensions with Cov_x(E[z|x]) > 0.01 on the val "
+           "split (Burda et al.), from the best checkpoint." if "active_units" in columns
+           else "."),
+        markdown_table(rows, columns, {"num": "job"}),
+    ]
+    failed = [r for r in rows if r["status"] == "failed"]
+    if failed:
+        parts.append("## Failed jobs\n\n" + "\n".join(
+            f"- job {r['num']} (`{r['job']}`): {_fmt(r['error'])}" for r in failed))
+    optuna = multirun_dir / "optimization_results.yaml"
+    if optuna.is_file():
+        result = OmegaConf.load(optuna)
+        parts.append(f"## Optuna\n\nbest value {_fmt(result.get('best_value'))} with "
+                     f"`{OmegaConf.to_container(result.get('best_params'))}`")
+    parts += [f"![{name[:-4]}]({name})" for name in figures]
+    (out_dir / "sweep.md").write_text("\n\n".join(parts) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="vaelab-report", description=__doc__.split("\n")[0].split(": ", 1)[1])
+    parser.add_argument("multirun_dir", type=Path,
+                        help="the sweep's folder, e.g. outputs/train/multiruns/<date_time>")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where to write the report (default: <multirun_dir>/report)")
+    parser.add_argument("--data-dir", default=None,
+                        help="where the data lives now, if not where the jobs found it")
+    parser.add_argument("--samples", type=int, default=8,
+                        help="prior samples per job in samples.png (0: none)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the prior samples")
+    parser.add_argument("--no-model", action="store_true",
+                        help="skip loading checkpoints (no active units, no samples)")
+    args = parser.parse_args(argv)
+    out = args.out or args.multirun_dir / "report"
+    try:
+        rows = build_report(args.multirun_dir, out, data_dir=args.data_dir,
+                            n_samples=args.samples, with_model=not args.no_model, seed=args.seed)
+    except FileNotFoundError as error:  # no such sweep, or its data moved: say so, no traceback
+        parser.error(str(error))
+    print(f"{len(rows)} jobs -> {out / 'sweep.md'}, {out / 'sweep.csv'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""The beta-VAE family's KL schedules: values against their formulas, gradients, and the VAE."""
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from vaelab.configs import compose_config
+from vaelab.models import VAE
+from vaelab.models.kl_schedules import (
+    BetaSchedule,
+    CapacityAnnealing,
+    ConstantBeta,
+    CyclicalAnnealing,
+    FreeBits,
+    LinearWarmup,
+)
+from vaelab.models.likelihoods import BernoulliLikelihood
+from vaelab.nets import MLPDecoder, MLPEncoder
+
+
+def test_constant_beta_loss_is_recon_plus_beta_kl():
+    schedule = ConstantBeta(beta=4.0)
+    recon, kl = torch.tensor([10.0, 20.0]), torch.tensor([[1.0, 2.0], [0.5, 0.0]])
+    assert torch.allclose(schedule.loss(recon, kl, step=123), torch.tensor([22.0, 22.0]))
+    assert schedule.logged(0) == {"beta": 4.0}
+
+
+@pytest.mark.parametrize("step, expected", [(0, 0.5), (250, 0.5 + 1.5 * 0.25), (1000, 2.0),
+                                            (5000, 2.0)])
+def test_linear_warmup_follows_its_formula(step, expected):
+    schedule = LinearWarmup(beta=2.0, warmup_steps=1000, start_beta=0.5)
+    assert schedule.weight(step) == pytest.approx(expected)
+    assert schedule.logged(step) == {"beta": pytest.approx(expected)}
+
+
+@pytest.mark.parametrize("step, expected", [
+    (0, 0.0), (100, 4.0 * 100 / 200), (200, 4.0), (399, 4.0),  # first cycle: ramp, then hold
+    (400, 0.0), (450, 4.0 * 50 / 200),                          # second cycle restarts at 0
+    (800, 4.0), (1234, 4.0),                                    # n_cycles=2 done: hold beta
+])
+def test_cyclical_annealing_follows_its_formula(step, expected):
+    schedule = CyclicalAnnealing(beta=4.0, cycle_steps=400, ratio=0.5, n_cycles=2)
+    assert schedule.weight(step) == pytest.approx(expected)
+
+
+def test_free_bits_floors_each_dimension_batch_mean():
+    schedule = FreeBits(beta=2.0, floor_per_dim=0.5)
+    # batch means per dimension: [1.0, 0.1] -> dimension 1 counts as the floor 0.5
+    kl = torch.tensor([[1.5, 0.2], [0.5, 0.0]], requires_grad=True)
+    recon = torch.tensor([3.0, 5.0])
+    loss = schedule.loss(recon, kl, step=0)
+    assert loss.mean().item() == pytest.approx(4.0 + 2.0 * (1.0 + 0.5))
+    loss.mean().backward()
+    # only the dimension above its floor is pushed towards the prior
+    assert torch.allclose(kl.grad, torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
+
+
+@pytest.mark.parametrize("step, capacity", [(0, 0.0), (500, 10.0), (1000, 20.0), (9999, 20.0)])
+def test_capacity_rises_linearly_to_its_maximum(step, capacity):
+    schedule = CapacityAnnealing(gamma=100.0, capacity_max=20.0, anneal_steps=1000)
+    assert schedule.capacity(step) == pytest.approx(capacity)
+    assert schedule.logged(step) == {"capacity": pytest.approx(capacity)}
+
+
+@pytest.mark.parametrize("kl_value, sign", [(3.0, 1.0), (1.0, -1.0)])
+def test_capacity_loss_value_and_gradient_sign(kl_value, sign):
+    """gamma * |KL - C|: KL above the capacity is pushed down, below it is pushed up."""
+    schedule = CapacityAnnealing(gamma=10.0, capacity_max=4.0, anneal_steps=100)  # C(50) = 2
+    kl = torch.full((4, 2), kl_value / 2, requires_grad=True)  # KL per image = kl_value
+    loss = schedule.loss(torch.zeros(4), kl, step=50).mean()
+    assert loss.item() == pytest.approx(10.0 * abs(kl_value - 2.0))
+    loss.backward()
+    assert torch.allclose(kl.grad, torch.full_like(kl, sign * 10.0 / 4))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ConstantBeta(beta=-1.0),
+    lambda: LinearWarmup(warmup_steps=-5),
+    lambda: CyclicalAnnealing(ratio=0.0),
+    lambda: FreeBits(floor_per_dim=float("nan")),
+    lambda: CapacityAnnealing(gamma=-1.0),
+])
+def test_bad_schedule_values_are_refused(make):
+    with pytest.raises(ValueError, match="model"):
+        make()
+
+
+def _vae(**kwargs) -> VAE:
+    return VAE(MLPEncoder((1, 4, 4), 2, (8,)), MLPDecoder((1, 4, 4), 2, (8,)),
+               BernoulliLikelihood(), latent_dim=2, optimizer=torch.optim.Adam, **kwargs)
+
+
+def test_vae_uses_its_schedule_and_refuses_an_ignored_beta():
+    assert _vae(beta=3.0).kl_weight() == 3.0  # no schedule: constant beta
+    assert _vae(beta=2.0, kl_schedule=LinearWarmup(beta=2.0, warmup_steps=10)).kl_weight() == 0.0
+    assert _vae(kl_schedule=CapacityAnnealing()).kl_weight() is None
+    with pytest.raises(ValueError, match="no effect"):
+        _vae(beta=4.0, kl_schedule=CapacityAnnealing())
+    with pytest.raises(ValueError, match="set model.beta"):
+        _vae(beta=1.0, kl_schedule=ConstantBeta(beta=2.0))
+
+
+@pytest.mark.parametrize("name", ["constant", "linear_warmup", "cyclical", "free_bits", "capacity"])
+def test_every_schedule_config_builds_its_schedule(name, tmp_path):
+    beta = "1" if name == "capacity" else "4"
+    cfg = compose_config("train", [f"model/kl_schedule={name}", f"model.beta={beta}"], tmp_path)
+    schedule = instantiate(cfg.model.kl_schedule)
+    assert schedule.beta == (None if name == "capacity" else 4.0)
+    assert isinstance(schedule, BetaSchedule) == (name != "capacity")
