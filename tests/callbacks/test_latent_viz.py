@@ -88,9 +88,26 @@ def test_an_existing_png_is_kept(drawer, tmp_path):
 @pytest.mark.parametrize("override, message", [
     ("callbacks.latent_viz.figures=[latent_manifold,bogus]", "unknown figure"),
     ("callbacks.latent_viz.latent_manifold.dims=[0,8]", "latent_manifold.dims"),
+    ("callbacks.latent_viz.latent_traversal.dims=[1,1]", "latent_traversal.dims"),
     ("callbacks.latent_viz.interpolation.method=cubic", "interpolation.method"),
+    ("callbacks.latent_viz.latent_scatter.method=umap", "latent_scatter.method"),
     ("~callbacks.latent_viz.reconstructions.ncol", "missing \\['ncol'\\]"),
+    ("+callbacks.latent_viz.reconstructions.nrow=2", "unknown \\['nrow'\\]"),
 ])
-def test_bad_figure_options_fail_before_training(make_cfg, override, message):
+def test_bad_figure_options_are_named(tmp_path, override, message):
+    drawer = instantiate(compose_config("train", [override], tmp_path).callbacks.latent_viz)
     with pytest.raises(ValueError, match=message):
-        train(make_cfg([override, "logger=none", "trainer.max_epochs=1"]))
+        drawer.select(latent_dim=8)
+
+
+def test_bad_figure_options_stop_training_before_the_first_step(make_cfg, tmp_path):
+    with pytest.raises(ValueError, match="latent_manifold.dims"):
+        train(make_cfg(["callbacks.latent_viz.latent_manifold.dims=[0,8]", "logger=none"]))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_one_dimensional_latent_space_draws_what_it_can(tmp_path):
+    drawer = instantiate(compose_config("train", [], tmp_path).callbacks.latent_viz)
+    with pytest.warns(UserWarning, match="need at least 2 latent dimensions"):
+        figures = drawer.select(latent_dim=1)
+    assert set(FIGURES) - set(figures) == {"latent_scatter", "latent_manifold"}

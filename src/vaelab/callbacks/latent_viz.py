@@ -47,7 +47,7 @@ def fixed_images(datamodule: InMemoryDataModule, split: str,
 
 
 class LatentViz(L.Callback):
-    """Every `every_n_epochs` epochs (0: never) and when training ends, draws `figures` from a
+    """Every `every_n_epochs` epochs (0: none) and when training ends, draws `figures` from a
     fixed set of images of `split` on rank 0, and sends each to every logger that takes images
     (TensorBoard, W&B, MLflow) and to `<output_dir>/figures/<name>/epoch_XXX.png`.
 

@@ -10,6 +10,7 @@ import matplotlib
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from vaelab.models.elbo import gaussian_kl
 
@@ -89,6 +90,7 @@ def kl_per_dim_chart(mu: torch.Tensor, logvar: torch.Tensor, collapsed_below: fl
     fig = Figure(figsize=tuple(figsize), dpi=dpi, layout="constrained")
     ax = fig.add_subplot()
     ax.bar(np.arange(len(kl)), kl, color=np.where(active, "tab:blue", "tab:gray"))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("latent dimension")
     ax.set_ylabel("KL (nats)")
     ax.set_title(f"KL per dimension: {int(active.sum())}/{len(kl)} active "

@@ -57,7 +57,7 @@ def _latent_manifold(model, data: Encoded, grid_size: int, dims: Sequence[int],
 
 def _interpolation(model, data: Encoded, num_pairs: int, steps: int, method: str, padding: int):
     # Consecutive images make the pairs: (0, 1), (2, 3), ...
-    pairs = data.images[: 2 * num_pairs]
+    pairs = data.images[: 2 * min(num_pairs, len(data.images) // 2)]
     return interpolation_grid(model, pairs[0::2], pairs[1::2], steps, method, padding)
 
 
