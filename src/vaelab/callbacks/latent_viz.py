@@ -32,7 +32,7 @@ NO_IMAGES = (CSVLogger, DummyLogger)
 
 def fixed_images(datamodule: InMemoryDataModule, split: str,
                  n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first n images of a split as floats in [0, 1] [n, C, H, W], with labels [n]."""
+    """The first n images of a split as floats in [0, 1] [n, C, H, W], with class ids [n]."""
     if not isinstance(datamodule, InMemoryDataModule):
         raise TypeError(
             f"LatentViz draws from a vaelab InMemoryDataModule, got {type(datamodule).__name__}:"
@@ -43,7 +43,7 @@ def fixed_images(datamodule: InMemoryDataModule, split: str,
         raise ValueError(f"callbacks.latent_viz.split={split!r} is not one of the data's splits "
                          f"{sorted(datamodule.splits)}")
     images, labels = datamodule.splits[split]
-    return datamodule.to_float(images[:n], train=False), labels[:n]
+    return datamodule.to_float(images[:n], train=False), datamodule.class_labels(labels[:n])
 
 
 class LatentViz(L.Callback):
