@@ -1,0 +1,32 @@
+"""Turning figures into image tensors and image tensors into PNG files."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+
+
+def figure_to_image(fig: Figure) -> torch.Tensor:
+    """Rasterise a matplotlib figure with Agg; -> float [3, H, W] in [0, 1]."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    rgb = np.asarray(canvas.buffer_rgba())[..., :3]
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
+    """float [C, H, W] in [0, 1] -> uint8 [H, W, C], the layout PIL, W&B and MLflow read."""
+    pixels = image.detach().cpu().clamp(0, 1).mul(255).round().to(torch.uint8)
+    return pixels.permute(1, 2, 0).numpy()
+
+
+def save_png(image: torch.Tensor, path: str | Path) -> Path:
+    """Write float [C, H, W] in [0, 1] to `path` as PNG, creating its folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = to_uint8_hwc(image)
+    Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(path)
+    return path

@@ -1,0 +1,113 @@
+"""The LatentViz callback in a real training run, and how it treats each logger."""
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import CSVLogger, Logger
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import FAST
+from vaelab.configs import compose_config
+from vaelab.train import train
+from vaelab.viz import FIGURES
+
+DIGIT = 8  # the digits data are 8x8
+GRID = 15  # the default manifold grid
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A 3-epoch digits run drawing every 2nd epoch: figures at epoch 1 and at the end (2)."""
+    out = tmp_path_factory.mktemp("latent_viz") / "run"
+    cfg = compose_config("train", [*FAST, "trainer.max_epochs=3", "logger=tensorboard",
+                                   "test=false", "callbacks.latent_viz.every_n_epochs=2"], out)
+    train(cfg)
+    return out
+
+
+def test_callback_writes_a_png_per_figure_every_n_epochs_and_at_the_end(run_dir):
+    for name in FIGURES:
+        files = sorted(p.name for p in (run_dir / "figures" / name).iterdir())
+        assert files == ["epoch_001.png", "epoch_002.png"], name
+    manifold = Image.open(run_dir / "figures" / "latent_manifold" / "epoch_002.png")
+    assert manifold.size == (GRID * DIGIT, GRID * DIGIT)
+
+
+def test_callback_logs_every_figure_to_tensorboard(run_dir):
+    (event_dir,) = {p.parent for p in (run_dir / "tensorboard").rglob("events.out.tfevents*")}
+    events = EventAccumulator(str(event_dir), size_guidance={"images": 0}).Reload()
+    assert set(events.Tags()["images"]) == {f"figures/{name}" for name in FIGURES}
+    manifold = events.Images("figures/latent_manifold")
+    steps_per_epoch = (1797 - 200 - 300) // 64  # digits train split, drop_last batches of 64
+    assert [e.step for e in manifold] == [2 * steps_per_epoch, 3 * steps_per_epoch]
+    assert (manifold[-1].width, manifold[-1].height) == (GRID * DIGIT, GRID * DIGIT)
+
+
+class NoImagesLogger(Logger):
+    """A logger LatentViz has never heard of."""
+
+    name, version = "no_images", 0
+
+    def log_metrics(self, metrics, step=None):
+        pass
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+
+@pytest.fixture
+def drawer(tmp_path):
+    cfg = compose_config("train", [], tmp_path)
+    return instantiate(cfg.callbacks.latent_viz)
+
+
+def test_unknown_logger_is_skipped_with_one_warning_and_the_png_still_written(drawer, tmp_path):
+    image = torch.rand(3, 10, 12)
+    loggers = [NoImagesLogger(), CSVLogger(tmp_path)]
+    with pytest.warns(UserWarning, match="cannot send images to NoImagesLogger") as record:
+        path = drawer.publish("reconstructions", image, loggers, step=5, stem="epoch_000")
+    assert len(record) == 1  # the CSV logger, which takes no images, is skipped silently
+    assert path == tmp_path / "figures" / "reconstructions" / "epoch_000.png"
+    assert Image.open(path).size == (12, 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once per logger type, not every epoch
+        drawer.publish("reconstructions", image, loggers, step=6, stem="epoch_001")
+
+
+def test_an_existing_png_is_kept(drawer, tmp_path):
+    path = drawer.publish("prior_samples", torch.zeros(3, 4, 4), [], step=0, stem="epoch_000")
+    with pytest.warns(UserWarning, match="exists already"):
+        drawer.publish("prior_samples", torch.ones(3, 4, 4), [], step=0, stem="epoch_000")
+    assert Image.open(path).getpixel((0, 0)) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("callbacks.latent_viz.figures=[latent_manifold,bogus]", "unknown figure"),
+    ("callbacks.latent_viz.latent_manifold.dims=[0,8]", "latent_manifold.dims"),
+    ("callbacks.latent_viz.latent_traversal.dims=[1,1]", "latent_traversal.dims"),
+    ("callbacks.latent_viz.interpolation.method=cubic", "interpolation.method"),
+    ("callbacks.latent_viz.latent_scatter.method=umap", "latent_scatter.method"),
+    ("~callbacks.latent_viz.reconstructions.ncol", "missing \\['ncol'\\]"),
+    ("+callbacks.latent_viz.reconstructions.nrow=2", "unknown \\['nrow'\\]"),
+])
+def test_bad_figure_options_are_named(tmp_path, override, message):
+    drawer = instantiate(compose_config("train", [override], tmp_path).callbacks.latent_viz)
+    with pytest.raises(ValueError, match=message):
+        drawer.select(latent_dim=8)
+
+
+def test_bad_figure_options_stop_training_before_the_first_step(make_cfg, tmp_path):
+    with pytest.raises(ValueError, match="latent_manifold.dims"):
+        train(make_cfg(["callbacks.latent_viz.latent_manifold.dims=[0,8]", "logger=none"]))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_one_dimensional_latent_space_draws_what_it_can(tmp_path):
+    drawer = instantiate(compose_config("train", [], tmp_path).callbacks.latent_viz)
+    with pytest.warns(UserWarning, match="need at least 2 latent dimensions"):
+        figures = drawer.select(latent_dim=1)
+    assert set(FIGURES) - set(figures) == {"latent_scatter", "latent_manifold"}
