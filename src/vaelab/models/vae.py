@@ -9,10 +9,26 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from vaelab.models.elbo import kl_divergence, reparameterize
+from vaelab.models.iwae import iwae_bound, log_importance_weights
 from vaelab.models.likelihoods import Likelihood
 
 STAGES = ("train", "val", "test")
 METRICS = ("loss", "elbo", "recon", "kl", "bpd")
+OBJECTIVES = ("elbo", "iwae")
+
+
+def check_objective(objective: str, num_samples: int, beta: float) -> None:
+    """Reject objective settings that would silently train something else than asked."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"model.objective must be one of {OBJECTIVES}, got {objective!r}")
+    if num_samples < 1:
+        raise ValueError(f"model.num_samples must be >= 1, got {num_samples}")
+    if objective == "elbo" and num_samples != 1:
+        raise ValueError("model.num_samples > 1 needs model.objective=iwae (the ELBO here "
+                         "uses one sample per image)")
+    if objective == "iwae" and beta != 1.0:
+        raise ValueError(f"the IWAE bound has no KL weight: set model.beta=1 (got {beta}) "
+                         "or use model.objective=elbo")
 
 
 class VAE(L.LightningModule):
@@ -28,10 +44,13 @@ class VAE(L.LightningModule):
         beta: float = 1.0,
         scheduler: Callable | None = None,
         scheduler_monitor: str = "val/elbo",
+        objective: str = "elbo",
+        num_samples: int = 1,
     ):
         super().__init__()
         if beta < 0:
             raise ValueError(f"model.beta must be >= 0, got {beta}")
+        check_objective(objective, num_samples, beta)
         self.save_hyperparameters(
             ignore=["encoder", "decoder", "likelihood", "optimizer", "scheduler"], logger=False
         )
@@ -43,6 +62,8 @@ class VAE(L.LightningModule):
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.scheduler_monitor = scheduler_monitor
+        self.objective = objective
+        self.num_samples = num_samples
         # One MeanMetric per (stage, quantity): each averages per-image values, and torchmetrics
         # reduces them across DDP ranks, so logged numbers are exact dataset means.
         self.metrics = nn.ModuleDict(
@@ -94,7 +115,12 @@ class VAE(L.LightningModule):
     def _step(self, batch, stage: str) -> torch.Tensor:
         x, _ = batch
         out = self(x)
-        per_image_loss = out["recon"] + self.kl_weight() * out["kl"]
+        if self.objective == "iwae":
+            # Fresh samples for the bound; the logged elbo/recon/kl stay the one-sample ELBO.
+            log_w = log_importance_weights(self, x, out["mu"], out["logvar"], self.num_samples)
+            per_image_loss = -iwae_bound(log_w)
+        else:
+            per_image_loss = out["recon"] + self.kl_weight() * out["kl"]
         loss = per_image_loss.mean()
         if not torch.isfinite(loss):
             raise FloatingPointError(
