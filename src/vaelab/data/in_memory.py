@@ -40,11 +40,11 @@ class TensorBatchLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        indices = self._indices()
+        # One copy of the epoch's order to the data's device (a GPU with data.on_device=true),
+        # not one small copy per batch.
+        indices = self._indices().to(self.images.device)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             idx = indices[start:start + self.batch_size]
-            if self.images.device != idx.device:
-                idx = idx.to(self.images.device)
             yield self.images[idx], self.labels[idx]
 
 
