@@ -135,16 +135,20 @@ def main() -> None:
                 print(f"{experiment} repeat {r}: vaelab {a[-1][0]:.0f} img/s "
                       f"({a[-1][1]:.0f} per CPU s), raw {b[-1][0]:.0f} img/s "
                       f"({b[-1][1]:.0f} per CPU s)", flush=True)
-            rows.append((experiment, *(statistics.median(v[i] for v in runs)
-                                       for i in (0, 1) for runs in (a, b))))
+            rows.append((experiment, [x[0] for x in a], [x[0] for x in b],
+                         [x[1] for x in a], [x[1] for x in b]))
 
     print(f"\n{args.steps} timed steps after {args.warmup} warm-up, batch size from the "
-          f"experiment config, median of {args.repeats} alternating runs")
+          f"experiment config, {args.repeats} alternating (a, b) pairs; img/s: median; "
+          "ratio: median of the pairs' ratios")
     print(f"{'experiment':<12} {'vaelab img/s':>13} {'raw img/s':>10} {'ratio':>6}   "
           f"{'vaelab img/CPU-s':>16} {'raw img/CPU-s':>14} {'ratio':>6}")
     for experiment, a, b, a_cpu, b_cpu in rows:
-        print(f"{experiment:<12} {a:>13.0f} {b:>10.0f} {a / b:>6.3f}   "
-              f"{a_cpu:>16.0f} {b_cpu:>14.0f} {a_cpu / b_cpu:>6.3f}")
+        wall = statistics.median(x / y for x, y in zip(a, b, strict=True))
+        cpu = statistics.median(x / y for x, y in zip(a_cpu, b_cpu, strict=True))
+        print(f"{experiment:<12} {statistics.median(a):>13.0f} {statistics.median(b):>10.0f} "
+              f"{wall:>6.3f}   {statistics.median(a_cpu):>16.0f} "
+              f"{statistics.median(b_cpu):>14.0f} {cpu:>6.3f}")
     print(f"peak RSS of the process after the first vaelab run: {peak_rss_mb:.0f} MiB")
 
 
