@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import track
 from rich.table import Table
 from torch import nn
@@ -146,7 +147,7 @@ def print_table(metrics: dict[str, float], title: str) -> None:
         if name in metrics:
             value = metrics[name]
             shown = f"{value:d}" if isinstance(value, int) else f"{value:.4f}"
-            table.add_row(name, shown, meaning)
+            table.add_row(name, shown, escape(meaning))
     Console().print(table)
 
 
