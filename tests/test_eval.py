@@ -1,17 +1,56 @@
-"""vaelab-eval rebuilds a run from its checkpoint and reproduces the training run's test numbers."""
+"""vaelab-eval: every metric of a trained checkpoint in a new metrics.json beside the run."""
 
 import json
+import math
+from pathlib import Path
 
 import pytest
 
-from vaelab.eval import evaluate
+from vaelab.eval import DESCRIPTIONS, evaluate, run_dir_of
 from vaelab.train import train
+
+EVAL = ["iwae.num_samples=20", "iwae.max_decodes=2000", "fid.num_samples=200",
+        "fid.kid_subsets=5", "fid.kid_subset_size=50", "logger=none",
+        # a stand-in feature network (raw pixels), as Inception weights need the network
+        "fid.feature_extractor={_target_: torch.nn.Flatten}"]
+
+
+@pytest.fixture
+def iwae_checkpoint(make_cfg, tmp_path) -> Path:
+    train(make_cfg(["model.objective=iwae", "model.num_samples=2", "trainer.max_epochs=1",
+                    "logger=none", "test=false"], output_dir=tmp_path / "run"))
+    return tmp_path / "run" / "checkpoints" / "last.ckpt"
+
+
+def test_eval_writes_every_metric_beside_the_run(make_cfg, iwae_checkpoint, tmp_path):
+    run_dir = iwae_checkpoint.parent.parent
+    cfg = make_cfg([f"ckpt_path={iwae_checkpoint}", *EVAL], name="eval",
+                   output_dir=run_dir / "eval" / "first")
+    # The default folder of an evaluation is inside the evaluated run.
+    assert run_dir_of(str(iwae_checkpoint)) == str(run_dir)
+    assert cfg.hydra.run.dir.startswith(f"{run_dir}/eval/")
+
+    metrics = evaluate(cfg)
+    written = json.loads((run_dir / "eval" / "first" / "metrics.json").read_text())
+    assert set(DESCRIPTIONS) <= set(written)
+    assert written["ckpt_path"] == str(iwae_checkpoint)
+    assert all(math.isfinite(written[k]) for k in DESCRIPTIONS)
+    assert written["test/nll_num_samples"] == 20 and written["test/nll_num_images"] == 300
+    assert written["test/fid_num_samples"] == 200
+    assert 0 <= written["test/active_units"] <= written["test/latent_dim"] == 8
+    # 20 importance samples give a tighter bound than the 1-sample ELBO.
+    assert metrics["test/nll"] < -metrics["test/elbo"]
+    assert metrics["test/nll_bpd"] == pytest.approx(metrics["test/nll"] / (64 * math.log(2)))
+
+    # An evaluation never overwrites an earlier one.
+    with pytest.raises(FileExistsError, match="earlier evaluation"):
+        evaluate(cfg)
 
 
 def test_eval_reproduces_the_test_elbo_of_training(make_cfg, tmp_path):
     metrics = train(make_cfg(["trainer.max_epochs=2", "logger=none"]))
-    cfg = make_cfg([f"ckpt_path={metrics['best_checkpoint']}", "logger=none"], name="eval",
-                   output_dir=tmp_path / "eval")
+    cfg = make_cfg([f"ckpt_path={metrics['best_checkpoint']}", "logger=none", "fid.enabled=false",
+                    "iwae.num_samples=2"], name="eval", output_dir=tmp_path / "eval")
     evaluated = evaluate(cfg)
     assert evaluated["test/elbo"] == pytest.approx(metrics["test/elbo"], rel=1e-3)
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())

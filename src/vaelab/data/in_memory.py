@@ -56,12 +56,12 @@ class TensorBatchLoader:
         self._skip = state["batches_done"] if state["epoch"] == self._epoch() else 0
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        indices = self._indices()
+        # One copy of the epoch's order to the data's device (a GPU with data.on_device=true),
+        # not one small copy per batch.
+        indices = self._indices().to(self.images.device)
         skip, self._skip = self._skip, 0
         for start in range(skip * self.batch_size, len(self) * self.batch_size, self.batch_size):
             idx = indices[start:start + self.batch_size]
-            if self.images.device != idx.device:
-                idx = idx.to(self.images.device)
             yield self.images[idx], self.labels[idx]
 
 

@@ -1,4 +1,6 @@
+from vaelab.models.active_units import active_units
 from vaelab.models.elbo import gaussian_kl, kl_divergence, reparameterize
+from vaelab.models.iwae import importance_weighted_log_likelihood, iwae_bound
 from vaelab.models.likelihoods import BernoulliLikelihood, GaussianLikelihood, Likelihood
 from vaelab.models.vae import VAE
 
@@ -7,7 +9,10 @@ __all__ = [
     "BernoulliLikelihood",
     "GaussianLikelihood",
     "Likelihood",
+    "active_units",
     "gaussian_kl",
+    "importance_weighted_log_likelihood",
+    "iwae_bound",
     "kl_divergence",
     "reparameterize",
 ]

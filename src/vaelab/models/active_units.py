@@ -11,7 +11,7 @@ def active_units(mu: torch.Tensor, threshold: float = 0.01) -> torch.Tensor:
     """Which latent dimensions are active; posterior means [N, D] -> bool [D]."""
     if mu.ndim != 2 or len(mu) < 2:
         raise ValueError(f"need posterior means of shape [N >= 2, D], got {tuple(mu.shape)}")
-    return mu.var(dim=0) > threshold
+    return mu.double().var(dim=0) > threshold
 
 
 @torch.no_grad()

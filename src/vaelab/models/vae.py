@@ -9,11 +9,28 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from vaelab.models.elbo import gaussian_kl, kl_divergence, reparameterize
-from vaelab.models.kl_schedules import KLSchedule, check_kl_schedule
+from vaelab.models.iwae import iwae_bound, log_importance_weights
+from vaelab.models.kl_schedules import ConstantBeta, KLSchedule, check_kl_schedule
 from vaelab.models.likelihoods import Likelihood
 
 STAGES = ("train", "val", "test")
 METRICS = ("loss", "elbo", "recon", "kl", "bpd")
+OBJECTIVES = ("elbo", "iwae")
+
+
+def check_objective(objective: str, num_samples: int, kl_schedule: KLSchedule) -> None:
+    """Reject objective settings that would silently train something else than asked."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"model.objective must be one of {OBJECTIVES}, got {objective!r}")
+    if num_samples < 1:
+        raise ValueError(f"model.num_samples must be >= 1, got {num_samples}")
+    if objective == "elbo" and num_samples != 1:
+        raise ValueError("model.num_samples > 1 needs model.objective=iwae (the ELBO here "
+                         "uses one sample per image)")
+    if objective == "iwae" and not (isinstance(kl_schedule, ConstantBeta)
+                                    and kl_schedule.beta == 1.0):
+        raise ValueError("the IWAE bound has no KL weight to set or schedule: use model.beta=1 "
+                         "and model/kl_schedule=constant, or model.objective=elbo")
 
 
 class VAE(L.LightningModule):
@@ -30,11 +47,14 @@ class VAE(L.LightningModule):
         scheduler: Callable | None = None,
         scheduler_monitor: str = "val/elbo",
         kl_schedule: KLSchedule | None = None,
+        objective: str = "elbo",
+        num_samples: int = 1,
     ):
         super().__init__()
         if beta < 0:
             raise ValueError(f"model.beta must be >= 0, got {beta}")
         self.kl_schedule = check_kl_schedule(kl_schedule, beta)
+        check_objective(objective, num_samples, self.kl_schedule)
         self.save_hyperparameters(
             ignore=["encoder", "decoder", "likelihood", "optimizer", "scheduler", "kl_schedule"],
             logger=False,
@@ -47,10 +67,13 @@ class VAE(L.LightningModule):
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.scheduler_monitor = scheduler_monitor
+        self.objective = objective
+        self.num_samples = num_samples
         # One MeanMetric per (stage, quantity): each averages per-image values, and torchmetrics
         # reduces them across DDP ranks, so logged numbers are exact dataset means.
         self.metrics = nn.ModuleDict(
-            {f"{s}_{m}": MeanMetric() for s in STAGES for m in METRICS}
+            # No NaN check per update: _step already raises on a non-finite loss.
+            {f"{s}_{m}": MeanMetric(nan_strategy="disable") for s in STAGES for m in METRICS}
         )
         #: The resolved run config; train.py sets it so a checkpoint alone can rebuild the run.
         self.run_config: dict | None = None
@@ -98,8 +121,13 @@ class VAE(L.LightningModule):
     def _step(self, batch, stage: str) -> torch.Tensor:
         x, _ = batch
         out = self(x)
-        kl_per_dim = gaussian_kl(out["mu"], out["logvar"])
-        per_image_loss = self.kl_schedule.loss(out["recon"], kl_per_dim, self.global_step)
+        if self.objective == "iwae":
+            # Fresh samples for the bound; the logged elbo/recon/kl stay the one-sample ELBO.
+            log_w = log_importance_weights(self, x, out["mu"], out["logvar"], self.num_samples)
+            per_image_loss = -iwae_bound(log_w)
+        else:
+            kl_per_dim = gaussian_kl(out["mu"], out["logvar"])
+            per_image_loss = self.kl_schedule.loss(out["recon"], kl_per_dim, self.global_step)
         loss = per_image_loss.mean()
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -116,15 +144,16 @@ class VAE(L.LightningModule):
         for name, value in values.items():
             if name == "bpd" and not self.likelihood.discrete:
                 continue  # bits/dim is only meaningful for a probability mass
-            metric = self.metrics[f"{stage}_{name}"]
-            metric.update(value.detach())
-            self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True,
-                     prog_bar=name in ("loss", "elbo"), batch_size=x.shape[0])
-        if stage == "train":
-            for name, value in self.kl_schedule.logged(self.global_step).items():
-                self.log(f"train/{name}", value, on_step=True, on_epoch=False,
-                         batch_size=x.shape[0])
+            self.metrics[f"{stage}_{name}"].update(value.detach())
         return loss
+
+    def _log_epoch_metrics(self, stage: str) -> None:
+        # Logged once per epoch rather than per step: a per-step self.log costs Lightning more
+        # CPU time than a small model's whole training step (scripts/bench_train.py).
+        for name in METRICS:
+            metric = self.metrics[f"{stage}_{name}"]
+            if metric.update_called:
+                self.log(f"{stage}/{name}", metric, prog_bar=name in ("loss", "elbo"))
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")
@@ -134,6 +163,17 @@ class VAE(L.LightningModule):
 
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch_metrics("train")
+        for name, value in self.kl_schedule.logged(self.global_step).items():
+            self.log(f"train/{name}", value)  # the effective beta or capacity
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics("test")
 
     def configure_optimizers(self):
         optimizer = self.optimizer(params=self.parameters())

@@ -1,0 +1,152 @@
+"""The importance-weighted bound: K=1 is the ELBO, it tightens with K, exact when q is exact."""
+
+import math
+from functools import partial
+
+import pytest
+import torch
+from torch import nn
+from torch.distributions import MultivariateNormal, Normal
+
+from vaelab.models import VAE, BernoulliLikelihood, GaussianLikelihood, active_units
+from vaelab.models.elbo import kl_divergence
+from vaelab.models.iwae import (
+    diagonal_gaussian_log_prob,
+    importance_weighted_log_likelihood,
+    iwae_bound,
+    log_importance_weights,
+    standard_normal_log_prob,
+)
+from vaelab.nets import MLPDecoder, MLPEncoder
+from vaelab.train import train
+
+SHAPE = (1, 8, 8)
+
+
+def small_vae(latent_dim: int = 4) -> VAE:
+    torch.manual_seed(0)
+    return VAE(MLPEncoder(SHAPE, latent_dim, [32]), MLPDecoder(SHAPE, latent_dim, [32]),
+               BernoulliLikelihood(), latent_dim, partial(torch.optim.Adam, lr=1e-3)).eval()
+
+
+def binary_images(n: int = 64) -> torch.Tensor:
+    g = torch.Generator().manual_seed(2)
+    return torch.bernoulli(torch.full((n, *SHAPE), 0.3), generator=g)
+
+
+@torch.no_grad()
+def test_k1_bound_is_the_single_sample_elbo():
+    model, x = small_vae(), binary_images()
+    torch.manual_seed(1)
+    out = model(x)
+    torch.manual_seed(1)  # the same eps, hence the same z, as forward() drew
+    bound = iwae_bound(log_importance_weights(model, x, out["mu"], out["logvar"], 1))
+    # That z again, scored by torch.distributions rather than our own densities.
+    torch.manual_seed(1)
+    std = torch.exp(0.5 * out["logvar"])
+    z = out["mu"] + std * torch.randn_like(std)
+    log_q = Normal(out["mu"], std).log_prob(z).sum(1)
+    log_p = Normal(0.0, 1.0).log_prob(z).sum(1)
+    torch.testing.assert_close(bound, -out["recon"] + log_p - log_q, rtol=0, atol=1e-4)
+
+
+@torch.no_grad()
+def test_sampled_log_q_minus_log_p_averages_to_the_closed_form_kl():
+    mu, logvar = torch.randn(3, 5), torch.randn(3, 5)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn(200_000, 3, 5)
+    mc = (diagonal_gaussian_log_prob(z, mu, logvar) - standard_normal_log_prob(z)).mean(0)
+    torch.testing.assert_close(mc, kl_divergence(mu, logvar), rtol=0, atol=0.05)
+
+
+@torch.no_grad()
+def test_bound_rises_with_k_and_chunking_changes_nothing():
+    model, x = small_vae(), binary_images(200)
+    means = []
+    for k in (1, 10, 100):
+        torch.manual_seed(3)
+        means.append(importance_weighted_log_likelihood(model, x, k).mean().item())
+    assert means[0] <= means[1] <= means[2]
+    # Samples drawn in chunks are the same draws as one big batch: identical estimates.
+    torch.manual_seed(3)
+    chunked = importance_weighted_log_likelihood(model, x, 100, max_decodes=len(x) * 7)
+    assert chunked.mean().item() == pytest.approx(means[2], abs=1e-4)
+
+
+class LinearEncoder(nn.Module):
+    """The exact posterior of the linear-Gaussian model below; [B, 1, 2, 3] -> 2 x [B, 2]."""
+
+    def __init__(self, w: torch.Tensor, b: torch.Tensor, sigma: float):
+        super().__init__()
+        scale2 = (w * w).sum(0)  # W has orthogonal columns, so W^T W is diagonal
+        self.register_buffer("proj", w / (scale2 + sigma**2))
+        self.register_buffer("b", b)
+        self.register_buffer("logvar", torch.log(sigma**2 / (scale2 + sigma**2)))
+
+    def forward(self, x):
+        mu = (x.flatten(1) - self.b) @ self.proj
+        return mu, self.logvar.expand_as(mu)
+
+
+class LinearDecoder(nn.Module):
+    def __init__(self, w: torch.Tensor, b: torch.Tensor):
+        super().__init__()
+        self.register_buffer("w", w)
+        self.register_buffer("b", b)
+
+    def forward(self, z):
+        return (z @ self.w.T + self.b).view(-1, 1, 2, 3)
+
+
+@torch.no_grad()
+def test_bound_equals_log_likelihood_when_the_posterior_is_exact():
+    # p(z) = N(0, I_2), p(x|z) = N(Wz + b, sigma^2 I_6), so p(x) = N(b, W W^T + sigma^2 I).
+    torch.set_default_dtype(torch.float64)
+    try:
+        g = torch.Generator().manual_seed(0)
+        q, _ = torch.linalg.qr(torch.randn(6, 2, generator=g))
+        w, b, sigma = q * torch.tensor([2.0, 0.7]), torch.randn(6, generator=g), 0.5
+        model = VAE(LinearEncoder(w, b, sigma), LinearDecoder(w, b),
+                    GaussianLikelihood(scale=sigma), 2, partial(torch.optim.SGD, lr=0.1))
+        x = torch.randn(50, 1, 2, 3, generator=g) * 2
+        exact = MultivariateNormal(b, w @ w.T + sigma**2 * torch.eye(6)).log_prob(x.flatten(1))
+        for k in (1, 7):
+            estimate = importance_weighted_log_likelihood(model, x, k)
+            # Every importance weight equals p(x): only rounding separates them.
+            torch.testing.assert_close(estimate, exact, rtol=0, atol=1e-8)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+@torch.no_grad()
+def test_active_units_finds_exactly_the_live_dims():
+    model = small_vae(latent_dim=6)
+    live = torch.tensor([True, False, True, False, False, True])
+    head = model.encoder.head.linear  # rows 0..5 give mu, rows 6..11 logvar
+    head.weight[:6][~live] *= 1e-3  # dead units: the posterior mean barely moves with x
+    head.weight[:6][live] *= 20.0
+    x = torch.rand(300, *SHAPE, generator=torch.Generator().manual_seed(4))
+    mu, _ = model.encode(x)
+    assert torch.equal(active_units(mu, threshold=0.01), live)
+    with pytest.raises(ValueError, match="N >= 2"):
+        active_units(mu[:1])
+
+
+def test_iwae_objective_trains_and_bounds_the_elbo(make_cfg):
+    metrics = train(make_cfg(["model.objective=iwae", "model.num_samples=4",
+                              "trainer.max_epochs=1", "logger=csv", "test=false"]))
+    for name in ("train/loss", "train/elbo", "val/loss", "val/elbo"):
+        assert math.isfinite(metrics[name])
+    # -loss is the 4-sample bound: on average above the 1-sample ELBO of the same batches.
+    assert -metrics["val/loss"] > metrics["val/elbo"]
+
+
+@pytest.mark.parametrize("settings, problem", [
+    ({"objective": "iwea"}, "model.objective must be one of"),
+    ({"objective": "iwae", "num_samples": 4, "beta": 4.0}, "no KL weight"),
+    ({"num_samples": 5}, "needs model.objective=iwae"),
+    ({"objective": "iwae", "num_samples": 0}, "model.num_samples must be >= 1"),
+])
+def test_bad_objective_settings_are_refused(settings, problem):
+    with pytest.raises(ValueError, match=problem):
+        VAE(MLPEncoder(SHAPE, 2, [8]), MLPDecoder(SHAPE, 2, [8]), BernoulliLikelihood(), 2,
+            partial(torch.optim.Adam, lr=1e-3), **settings)
