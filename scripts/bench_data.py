@@ -5,7 +5,7 @@ in [0, 1], dynamically binarised. vaelab slices a uint8 tensor and converts the 
 torchvision decodes each item to PIL, applies ToTensor and collates. Loading the files and
 building the datasets is not timed.
 
-    VAELAB_DATA_DIR=/work/shared/data python scripts/bench_data.py
+    VAELAB_DATA_DIR=/path/to/data python scripts/bench_data.py
 """
 
 import argparse

@@ -4,7 +4,7 @@ Trains `experiment=burda_vae` with the full vaelab stack, prints the learning cu
 epoch) and saves it as learning_curve.png in the run folder, then runs `vaelab.eval.evaluate`
 on the last checkpoint and reports -log p(x) beside the paper's 86.76 nats (3280 epochs).
 
-    VAELAB_DATA_DIR=/work/shared/data python scripts/bench_nll.py --epochs 10
+    VAELAB_DATA_DIR=/path/to/data python scripts/bench_nll.py --epochs 10
 """
 
 import argparse
