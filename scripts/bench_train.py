@@ -62,6 +62,17 @@ def compose(experiment: str, steps: int, warmup: int, output_dir: Path) -> DictC
     return cfg
 
 
+def check_within_one_epoch(cfg: DictConfig, total_steps: int) -> None:
+    """Refuse step counts that cross an epoch: (a) would then also validate and checkpoint
+    inside the timed steps, work the raw loop does not do."""
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    per_epoch = len(datamodule.train_dataloader())
+    if total_steps >= per_epoch:
+        raise SystemExit(f"--warmup + --steps = {total_steps} reaches the end of the first "
+                         f"epoch ({per_epoch} steps): use fewer so both sides only train")
+
+
 def run_vaelab(cfg: DictConfig, steps: int, warmup: int) -> tuple[float, float]:
     """Images per wall second and per CPU second of `vaelab.train.train`, timed steps only."""
     StepTimer.warmup, StepTimer.elapsed = warmup, None
@@ -125,6 +136,7 @@ def main() -> None:
             a, b = [], []
             for r in range(args.repeats):
                 cfg = compose(experiment, args.steps, args.warmup, Path(tmp) / f"{experiment}{r}")
+                check_within_one_epoch(cfg, args.steps + args.warmup)
                 a.append(run_vaelab(cfg, args.steps, args.warmup))
                 if peak_rss_mb is None:  # before any raw loop ran: the peak of (a) alone
                     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

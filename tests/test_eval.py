@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from vaelab.eval import DESCRIPTIONS, evaluate, run_dir_of
+from vaelab.configs import run_dir_of
+from vaelab.eval import DESCRIPTIONS, evaluate
 from vaelab.train import train
 
 EVAL = ["iwae.num_samples=20", "iwae.max_decodes=2000", "fid.num_samples=200",

@@ -32,12 +32,20 @@ def sweep_group(task_name: str) -> str | None:
     return f"{task_name}/{Path(hydra_cfg.sweep.dir).name}"
 
 
+def run_dir_of(ckpt_path: str) -> str:
+    """The run a checkpoint belongs to: <run> for <run>/checkpoints/<name>.ckpt, else its folder."""
+    folder = Path(ckpt_path).expanduser().absolute().parent
+    return str(folder.parent if folder.name == "checkpoints" else folder)
+
+
 def register_resolvers() -> None:
     """Resolvers the configs use: ${vaelab.path_safe:..} (job folder names),
-    ${vaelab.sweep_group:${task_name}}, ${vaelab.join:${tags}} and ${vaelab.basename:..}."""
+    ${vaelab.sweep_group:${task_name}}, ${vaelab.join:${tags}}, ${vaelab.basename:..} and
+    ${vaelab.run_dir_of:${ckpt_path}} (where vaelab-eval writes)."""
     OmegaConf.register_new_resolver("vaelab.path_safe", path_safe, replace=True)
     OmegaConf.register_new_resolver("vaelab.basename", lambda path: Path(path).name, replace=True)
     OmegaConf.register_new_resolver("vaelab.sweep_group", sweep_group, replace=True)
+    OmegaConf.register_new_resolver("vaelab.run_dir_of", run_dir_of, replace=True)
     OmegaConf.register_new_resolver("vaelab.join", lambda items: ",".join(map(str, items)),
                                     replace=True)
 

@@ -13,7 +13,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_info
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import track
@@ -50,15 +50,6 @@ DESCRIPTIONS = {
     "test/kid_std": "KID's standard deviation over subsets",
     "test/fid_num_samples": "images per side in FID/KID",
 }
-
-
-def run_dir_of(ckpt_path: str) -> str:
-    """The run a checkpoint belongs to: <run> for <run>/checkpoints/<name>.ckpt, else its folder."""
-    folder = Path(ckpt_path).expanduser().absolute().parent
-    return str(folder.parent if folder.name == "checkpoints" else folder)
-
-
-OmegaConf.register_new_resolver("run_dir_of", run_dir_of, replace=True)
 
 
 def build_feature_extractor(fid_cfg: DictConfig, feature_extractor: nn.Module | None

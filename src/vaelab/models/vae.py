@@ -6,12 +6,12 @@ from collections.abc import Callable
 import lightning as L
 import torch
 from torch import nn
-from torchmetrics import MeanMetric
 
-from vaelab.models.elbo import gaussian_kl, kl_divergence, reparameterize
+from vaelab.models.elbo import gaussian_kl, reparameterize
 from vaelab.models.iwae import iwae_bound, log_importance_weights
 from vaelab.models.kl_schedules import ConstantBeta, KLSchedule, check_kl_schedule
 from vaelab.models.likelihoods import Likelihood
+from vaelab.models.running_means import RunningMeans
 
 STAGES = ("train", "val", "test")
 METRICS = ("loss", "elbo", "recon", "kl", "bpd")
@@ -69,12 +69,9 @@ class VAE(L.LightningModule):
         self.scheduler_monitor = scheduler_monitor
         self.objective = objective
         self.num_samples = num_samples
-        # One MeanMetric per (stage, quantity): each averages per-image values, and torchmetrics
-        # reduces them across DDP ranks, so logged numbers are exact dataset means.
-        self.metrics = nn.ModuleDict(
-            # No NaN check per update: _step already raises on a non-finite loss.
-            {f"{s}_{m}": MeanMetric(nan_strategy="disable") for s in STAGES for m in METRICS}
-        )
+        # Per-image values averaged over the whole split and reduced across DDP ranks by
+        # torchmetrics, so logged numbers are exact dataset means.
+        self.metrics = nn.ModuleDict({f"{s}_means": RunningMeans(METRICS) for s in STAGES})
         #: The resolved run config; train.py sets it so a checkpoint alone can rebuild the run.
         self.run_config: dict | None = None
 
@@ -104,7 +101,8 @@ class VAE(L.LightningModule):
         return self.kl_schedule.weight(self.global_step)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-image recon (-log p(x|z)), kl and elbo, each [B], for one z sample per image."""
+        """Per-image recon (-log p(x|z)), kl and elbo, each [B], for one z sample per image;
+        also kl_per_dim [B, latent_dim], mu and logvar."""
         mu, logvar = self.encode(x)
         z = reparameterize(mu, logvar)
         params = self.decode(z)
@@ -114,8 +112,10 @@ class VAE(L.LightningModule):
                 "give model.encoder/decoder the data's image_shape (${data.image_shape})"
             )
         recon = -self.likelihood.log_prob(params, x)
-        kl = kl_divergence(mu, logvar)
-        return {"recon": recon, "kl": kl, "elbo": -(recon + kl), "mu": mu, "logvar": logvar}
+        kl_per_dim = gaussian_kl(mu, logvar)
+        kl = kl_per_dim.sum(dim=1)
+        return {"recon": recon, "kl": kl, "elbo": -(recon + kl), "kl_per_dim": kl_per_dim,
+                "mu": mu, "logvar": logvar}
 
     # -- Lightning ---------------------------------------------------------------------------
     def _step(self, batch, stage: str) -> torch.Tensor:
@@ -126,34 +126,31 @@ class VAE(L.LightningModule):
             log_w = log_importance_weights(self, x, out["mu"], out["logvar"], self.num_samples)
             per_image_loss = -iwae_bound(log_w)
         else:
-            kl_per_dim = gaussian_kl(out["mu"], out["logvar"])
-            per_image_loss = self.kl_schedule.loss(out["recon"], kl_per_dim, self.global_step)
+            per_image_loss = self.kl_schedule.loss(out["recon"], out["kl_per_dim"],
+                                                   self.global_step)
         loss = per_image_loss.mean()
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"{stage} loss is {loss.item()} at global step {self.global_step}: lower "
                 "model.optimizer.lr, set trainer.gradient_clip_val, or check the data for NaNs"
             )
-        values = {
-            "loss": per_image_loss,
-            "elbo": out["elbo"],
-            "recon": out["recon"],
-            "kl": out["kl"],
-            "bpd": -out["elbo"] / (x[0].numel() * math.log(2)),
-        }
-        for name, value in values.items():
-            if name == "bpd" and not self.likelihood.discrete:
-                continue  # bits/dim is only meaningful for a probability mass
-            self.metrics[f"{stage}_{name}"].update(value.detach())
+        bpd = -out["elbo"] / (x[0].numel() * math.log(2))
+        self.metrics[f"{stage}_means"].update(
+            torch.stack([per_image_loss, out["elbo"], out["recon"], out["kl"], bpd], dim=1))
         return loss
 
     def _log_epoch_metrics(self, stage: str) -> None:
         # Logged once per epoch rather than per step: a per-step self.log costs Lightning more
         # CPU time than a small model's whole training step (scripts/bench_train.py).
-        for name in METRICS:
-            metric = self.metrics[f"{stage}_{name}"]
-            if metric.update_called:
-                self.log(f"{stage}/{name}", metric, prog_bar=name in ("loss", "elbo"))
+        metric = self.metrics[f"{stage}_means"]
+        if not metric.update_called:
+            return
+        for name, value in metric.compute().items():
+            if name == "bpd" and not self.likelihood.discrete:
+                continue  # bits/dim is only meaningful for a probability mass
+            # compute() already reduced across ranks; sync_dist averages equal values
+            self.log(f"{stage}/{name}", value, prog_bar=name in ("loss", "elbo"), sync_dist=True)
+        metric.reset()
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")
