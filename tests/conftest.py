@@ -113,10 +113,11 @@ def write_celeba(root: Path, images: np.ndarray, attributes: np.ndarray, partiti
 
 @pytest.fixture
 def train_cli(tmp_path):
-    """train_cli(args) runs `python -m vaelab.train *args` in tmp_path (outputs/ lands there);
-    wait=False returns the Popen instead of waiting for it."""
+    """train_cli(args) runs `python -m vaelab.train *args` in tmp_path (outputs/ lands there)
+    and returns its output; wait=False returns the Popen instead of waiting for it, and
+    expect_ok=False expects a non-zero exit (a sweep with a failed job)."""
 
-    def _run(args: list[str], wait: bool = True, timeout: float = 120):
+    def _run(args: list[str], wait: bool = True, timeout: float = 120, expect_ok: bool = True):
         flags = [a for a in args if a.startswith("-")]  # e.g. -m, before the overrides
         cmd = [sys.executable, "-m", "vaelab.train", *flags, "callbacks.rich_progress_bar=null",
                "callbacks.model_summary=null", "trainer.enable_progress_bar=false",
@@ -131,7 +132,8 @@ def train_cli(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             out, _ = proc.communicate()
-        assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-3000:]}"
+        assert (proc.returncode == 0) == expect_ok, \
+            f"{' '.join(cmd)} exited {proc.returncode}:\n{out[-3000:]}"
         return out
 
     return _run

@@ -1,10 +1,7 @@
 """Sweeps as Hydra multiruns (grid, joblib, Optuna), failure records, and vaelab-report."""
 
 import csv
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,25 +12,20 @@ from vaelab.configs import compose_config, path_safe
 from vaelab.models.active_units import active_units
 from vaelab.report import main as report_main
 
-# A small, fast MLP VAE on the bundled digits; one thread per process, so that jobs on a busy
-# 2-core machine do not fight over cores.
-TINY = [
-    "trainer.accelerator=cpu", "++trainer.enable_progress_bar=false", "logger=csv",
-    "callbacks.rich_progress_bar=null", "callbacks.model_summary=null",
-    "model.encoder.hidden_dims=[64]", "model.decoder.hidden_dims=[64]",
-]
+# A small, fast MLP VAE on the bundled digits (conftest keeps each process to one thread).
+TINY = ["trainer.accelerator=cpu", "logger=csv", "model.encoder.hidden_dims=[64]",
+        "model.decoder.hidden_dims=[64]"]
 
 
-def multirun(sweep_dir: Path, *overrides: str, expect_ok: bool = True) -> str:
-    """Run `python -m vaelab.train -m` writing to sweep_dir; returns its output."""
-    cmd = [sys.executable, "-m", "vaelab.train", "-m", *TINY, *overrides,
-           f"hydra.sweep.dir={sweep_dir}"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
-    proc = subprocess.run(cmd, cwd=sweep_dir.parent, env=env, capture_output=True, text=True,
-                          timeout=300)
-    out = proc.stdout + proc.stderr
-    assert (proc.returncode == 0) == expect_ok, f"exit code {proc.returncode}:\n{out[-3000:]}"
-    return out
+@pytest.fixture
+def multirun(train_cli):
+    """multirun(sweep_dir, *overrides) runs `vaelab-train -m` writing to sweep_dir."""
+
+    def _run(sweep_dir: Path, *overrides: str, expect_ok: bool = True) -> str:
+        return train_cli(["-m", *TINY, *overrides, f"hydra.sweep.dir={sweep_dir}"],
+                         timeout=300, expect_ok=expect_ok)
+
+    return _run
 
 
 def read_table(sweep_dir: Path) -> list[dict]:
@@ -41,7 +33,7 @@ def read_table(sweep_dir: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_beta_grid_sweep_and_report(tmp_path):
+def test_beta_grid_sweep_and_report(tmp_path, multirun):
     sweep = tmp_path / "betas"
     multirun(sweep, "model.beta=0.25,1,8", "model.optimizer.lr=3e-3", "trainer.max_epochs=3")
     jobs = sorted(p.name for p in sweep.iterdir() if (p / ".hydra").is_dir())
@@ -67,7 +59,7 @@ def test_beta_grid_sweep_and_report(tmp_path):
     assert markdown.count("| completed |") == 3
 
 
-def test_failed_jobs_are_recorded_and_the_rest_finish(tmp_path):
+def test_failed_jobs_are_recorded_and_the_rest_finish(tmp_path, multirun):
     """One job diverges (NaN loss), one has an invalid learning rate; joblib runs them in 2
     processes, the good job finishes, and the report lists both failures."""
     sweep = tmp_path / "failing"
@@ -89,7 +81,7 @@ def test_failed_jobs_are_recorded_and_the_rest_finish(tmp_path):
     assert "## Failed jobs" in markdown and "FloatingPointError" in markdown
 
 
-def test_optuna_search_writes_its_results(tmp_path):
+def test_optuna_search_writes_its_results(tmp_path, multirun):
     sweep = tmp_path / "optuna"
     multirun(sweep, "hparams_search=optuna_beta_lr_latent", "hydra.sweeper.n_trials=3",
              "trainer.max_epochs=1")
