@@ -1,6 +1,8 @@
 """Sweeps as Hydra multiruns (grid, joblib, Optuna), failure records, and vaelab-report."""
 
 import csv
+import json
+import os
 import shutil
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from omegaconf import OmegaConf
 from vaelab.configs import compose_config, path_safe
 from vaelab.models.active_units import active_units
 from vaelab.report import main as report_main
+from vaelab.sweep import read_job, record_failure
 
 # A small, fast MLP VAE on the bundled digits (conftest keeps each process to one thread).
 TINY = ["trainer.accelerator=cpu", "logger=csv", "model.encoder.hidden_dims=[64]",
@@ -124,3 +127,14 @@ def test_mnist_beta_sweep_recipe_is_a_five_job_multirun(tmp_path):
     assert cfg.hydra.sweeper.params["model.beta"] == "0.5,1,2,4,8"
     assert cfg.data._target_.endswith("MNISTDataModule")
     assert cfg.model.kl_schedule._target_.endswith("ConstantBeta")
+
+
+def test_a_job_resumed_after_failing_counts_as_completed(tmp_path):
+    job = tmp_path / "0_model.beta=1"
+    (job / ".hydra").mkdir(parents=True)
+    record_failure(job, FloatingPointError("train loss is nan"))
+    assert read_job(job).status == "failed"
+    os.utime(job / "failed.json", (1, 1))  # the failure came first, then a resumed run finished
+    (job / "metrics.json").write_text(json.dumps({"test/elbo": -30.0}))
+    assert read_job(job).status == "completed"
+    assert read_job(job).metrics == {"test/elbo": -30.0}

@@ -82,11 +82,14 @@ def read_job(path: Path) -> Job:
     config = _load_yaml(path / CONFIG_FILE) or _load_yaml(path / ".hydra" / "config.yaml")
     job = Job(path=path, num=num if num is not None else -1, status="incomplete",
               overrides=list(overrides or []), config=config or OmegaConf.create())
-    if (path / FAILED_FILE).is_file():
-        failure = json.loads((path / FAILED_FILE).read_text())
+    failed, metrics = path / FAILED_FILE, path / METRICS_FILE
+    # A job resumed after a failure (resume=auto) has both files: the newer one tells its state.
+    if failed.is_file() and not (metrics.is_file()
+                                 and metrics.stat().st_mtime > failed.stat().st_mtime):
+        failure = json.loads(failed.read_text())
         job.status, job.error = "failed", f"{failure['error_type']}: {failure['message']}"
-    elif (path / METRICS_FILE).is_file():
-        job.status, job.metrics = "completed", json.loads((path / METRICS_FILE).read_text())
+    elif metrics.is_file():
+        job.status, job.metrics = "completed", json.loads(metrics.read_text())
     return job
 
 
