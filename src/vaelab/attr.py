@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from vaelab.checkpoints import load_run
 from vaelab.configs import CONFIG_DIR
 from vaelab.data.in_memory import InMemoryDataModule
+from vaelab.models.active_units import posterior_means
 from vaelab.models.vae import VAE
 from vaelab.viz.attribute import attribute_sweep_figure
 
@@ -62,15 +63,6 @@ def pick(mask: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor
     where = mask.nonzero().squeeze(1)
     chosen = where[torch.randperm(len(where), generator=generator)[:n]]
     return chosen.sort().values
-
-
-@torch.no_grad()
-def posterior_means(model: VAE, datamodule: InMemoryDataModule, images: torch.Tensor,
-                    batch_size: int) -> torch.Tensor:
-    """E[z|x] of uint8 images [N, C, H, W] -> [N, latent_dim], in batches on the model's device."""
-    means = [model.encode(datamodule.to_float(images[i:i + batch_size].to(model.device)))[0]
-             for i in range(0, len(images), batch_size)]
-    return torch.cat(means)
 
 
 @torch.no_grad()

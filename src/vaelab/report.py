@@ -56,7 +56,10 @@ def model_columns(job: Job, data_dir: str | None, n_samples: int,
     if ckpt is None:
         return {}, None
     _, model, datamodule = load_run(ckpt, data_dir=data_dir)
-    active = active_units(posterior_means(model, datamodule, "val"))
+    datamodule.setup("validate")
+    val_images = datamodule.splits["val"][0]
+    active = active_units(posterior_means(model, datamodule, val_images,
+                                          datamodule.eval_batch_size))
     samples = None
     if n_samples:
         samples = model.sample(n_samples, generator=torch.Generator().manual_seed(seed))

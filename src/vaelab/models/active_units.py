@@ -15,15 +15,9 @@ def active_units(mu: torch.Tensor, threshold: float = 0.01) -> torch.Tensor:
 
 
 @torch.no_grad()
-def posterior_means(model: VAE, datamodule: InMemoryDataModule,
-                    split: str = "val") -> torch.Tensor:
-    """E_q[z | x] for every image of a val or test split; -> [N, latent_dim]."""
-    if split not in ("val", "test"):
-        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
-    datamodule.setup("validate" if split == "val" else "test")
-    loader = getattr(datamodule, f"{split}_dataloader")()
-    means = []
-    for images, _ in loader:
-        x = datamodule.to_float(images.to(model.device), train=False)
-        means.append(model.encode(x)[0].cpu())
+def posterior_means(model: VAE, datamodule: InMemoryDataModule, images: torch.Tensor,
+                    batch_size: int) -> torch.Tensor:
+    """E_q[z|x] of uint8 images [N, C, H, W] -> [N, latent_dim], on the model's device."""
+    means = [model.encode(datamodule.to_float(chunk.to(model.device)))[0]
+             for chunk in images.split(batch_size)]
     return torch.cat(means)
