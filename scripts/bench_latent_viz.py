@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="more Hydra overrides for both runs")
     args = parser.parse_args()
     common = [f"experiment={args.experiment}", f"trainer.max_epochs={args.epochs}",
-              "logger=tensorboard", "test=false", "callbacks.rich_progress_bar=null",
+              "logger=tensorboard", "test=false", "callbacks.progress=null",
               "trainer.enable_progress_bar=false"]
     if args.data_dir:
         common.append(f"data.data_dir={args.data_dir}")

@@ -74,7 +74,7 @@ def main() -> None:
     start = time.perf_counter()
     train_cfg = compose_config("train", [
         "experiment=burda_vae", f"trainer.max_epochs={args.epochs}", "logger=csv",
-        "callbacks.rich_progress_bar=null", "trainer.enable_progress_bar=false",
+        "callbacks.progress=null", "trainer.enable_progress_bar=false",
         *args.overrides], run_dir)
     train(train_cfg)
     train_s = time.perf_counter() - start

@@ -24,7 +24,7 @@ torch.set_num_threads(1)
 FAST = [
     "trainer.accelerator=cpu",
     "trainer.enable_progress_bar=false",
-    "callbacks.rich_progress_bar=null",
+    "callbacks.progress=null",
     "callbacks.model_summary=null",
 ]
 
@@ -119,7 +119,7 @@ def train_cli(tmp_path):
 
     def _run(args: list[str], wait: bool = True, timeout: float = 120, expect_ok: bool = True):
         flags = [a for a in args if a.startswith("-")]  # e.g. -m, before the overrides
-        cmd = [sys.executable, "-m", "vaelab.train", *flags, "callbacks.rich_progress_bar=null",
+        cmd = [sys.executable, "-m", "vaelab.train", *flags, "callbacks.progress=null",
                "callbacks.model_summary=null", "trainer.enable_progress_bar=false",
                *(a for a in args if not a.startswith("-"))]
         # its own process group, so a hung run's DDP ranks can be killed with it

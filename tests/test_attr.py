@@ -59,8 +59,8 @@ def test_eyeglasses_vector_darkens_the_glasses_region(tmp_path, make_cfg):
 
     _, model, dm = load_run(ckpt)
     dm.setup()
-    images, labels = dm.splits["test"]
-    x = dm.to_float(images[labels[:, EYEGLASSES] == 0])
+    images, labels = dm.images("test"), dm.labels("test")
+    x = dm.model_input(images[labels[:, EYEGLASSES] == 0])
     before, after = shifted_decodes(model, x, saved["vector"], [0.0, 1.0])
     darker = before - after  # > 0 where adding the vector darkened a pixel
     region = torch.zeros(SIZE, SIZE, dtype=torch.bool)
@@ -84,8 +84,8 @@ def test_class_vector_moves_fours_toward_nines(tmp_path, make_cfg):
 
     _, model, dm = load_run(ckpt)
     dm.setup()
-    images, labels = dm.splits["test"]
-    fours, nine = dm.to_float(images[labels == 4]), dm.to_float(images[labels == 9]).mean(0)
+    images, labels = dm.images("test"), dm.labels("test")
+    fours, nine = dm.model_input(images[labels == 4]), dm.model_input(images[labels == 9]).mean(0)
     before, after = shifted_decodes(model, fours, saved["vector"], [0.0, 1.0])
     distance_before = (before - nine).pow(2).flatten(1).sum(1).mean()
     distance_after = (after - nine).pow(2).flatten(1).sum(1).mean()

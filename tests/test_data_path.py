@@ -21,13 +21,14 @@ def test_mnist_batches_match_torchvision(mnist_root):
 
     # Test split: same order, through the loader and the float conversion training uses.
     images, labels = zip(*dm.test_dataloader(), strict=True)
-    x = dm.to_float(torch.cat(images), train=False)
+    x = dm.model_input(torch.cat(images), train=False)
     expected = torch.stack([to_tensor(img) for img, _ in tv_test])
     torch.testing.assert_close(x, expected, rtol=0, atol=0)
     assert torch.equal(torch.cat(labels), tv_test.targets)
 
     # Train + val: together exactly torchvision's training set, each image with its label.
-    ours = [*as_records(*dm.splits["train"]), *as_records(*dm.splits["val"])]
+    ours = [*as_records(dm.images("train"), dm.labels("train")),
+            *as_records(dm.images("val"), dm.labels("val"))]
     theirs = as_records(torch.stack([pil_to_tensor(img) for img, _ in tv_train]),
                         tv_train.targets)
     assert sorted(ours) == theirs
@@ -35,4 +36,4 @@ def test_mnist_batches_match_torchvision(mnist_root):
     # One training epoch visits every training image once (drop_last aside), in uint8 slices.
     batches = list(dm.train_dataloader())
     assert all(b.dtype == torch.uint8 and b.shape[1:] == (1, 28, 28) for b, _ in batches)
-    assert sum(len(b) for b, _ in batches) == (len(dm.splits["train"][0]) // 32) * 32
+    assert sum(len(b) for b, _ in batches) == (len(dm.images("train")) // 32) * 32

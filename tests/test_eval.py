@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from vaelab.configs import run_dir_of
 from vaelab.eval import DESCRIPTIONS, evaluate
+from vaelab.run_dir import run_dir_of
 from vaelab.train import train
 
 EVAL = ["iwae.num_samples=20", "iwae.max_decodes=2000", "fid.num_samples=200",
@@ -28,7 +28,7 @@ def test_eval_writes_every_metric_beside_the_run(make_cfg, iwae_checkpoint, tmp_
     cfg = make_cfg([f"ckpt_path={iwae_checkpoint}", *EVAL], name="eval",
                    output_dir=run_dir / "eval" / "first")
     # The default folder of an evaluation is inside the evaluated run.
-    assert run_dir_of(str(iwae_checkpoint)) == str(run_dir)
+    assert run_dir_of(iwae_checkpoint) == run_dir
     assert cfg.hydra.run.dir.startswith(f"{run_dir}/eval/")
 
     metrics = evaluate(cfg)

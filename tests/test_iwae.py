@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.distributions import MultivariateNormal, Normal
 
-from vaelab.models import VAE, BernoulliLikelihood, GaussianLikelihood, active_units
+from vaelab.models import VAE, BernoulliLikelihood, GaussianLikelihood
 from vaelab.models.elbo import kl_divergence
 from vaelab.models.iwae import (
     diagonal_gaussian_log_prob,
@@ -115,20 +115,6 @@ def test_bound_equals_log_likelihood_when_the_posterior_is_exact():
             torch.testing.assert_close(estimate, exact, rtol=0, atol=1e-8)
     finally:
         torch.set_default_dtype(torch.float32)
-
-
-@torch.no_grad()
-def test_active_units_finds_exactly_the_live_dims():
-    model = small_vae(latent_dim=6)
-    live = torch.tensor([True, False, True, False, False, True])
-    head = model.encoder.head.linear  # rows 0..5 give mu, rows 6..11 logvar
-    head.weight[:6][~live] *= 1e-3  # dead units: the posterior mean barely moves with x
-    head.weight[:6][live] *= 20.0
-    x = torch.rand(300, *SHAPE, generator=torch.Generator().manual_seed(4))
-    mu, _ = model.encode(x)
-    assert torch.equal(active_units(mu, threshold=0.01), live)
-    with pytest.raises(ValueError, match="N >= 2"):
-        active_units(mu[:1])
 
 
 def test_iwae_objective_trains_and_bounds_the_elbo(make_cfg):

@@ -1,5 +1,7 @@
 """The beta-VAE family's KL schedules: values against their formulas, gradients, and the VAE."""
 
+from functools import partial
+
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -90,13 +92,15 @@ def _vae(**kwargs) -> VAE:
                BernoulliLikelihood(), latent_dim=2, optimizer=torch.optim.Adam, **kwargs)
 
 
-def test_vae_uses_its_schedule_and_refuses_an_ignored_beta():
+def test_vae_gives_its_beta_to_the_schedule_and_refuses_an_ignored_beta():
     assert _vae(beta=3.0).kl_weight() == 3.0  # no schedule: constant beta
-    assert _vae(beta=2.0, kl_schedule=LinearWarmup(beta=2.0, warmup_steps=10)).kl_weight() == 0.0
-    assert _vae(kl_schedule=CapacityAnnealing()).kl_weight() is None
+    warmup = _vae(beta=2.0, kl_schedule=partial(LinearWarmup, warmup_steps=10)).kl_schedule
+    assert (warmup.beta, warmup.weight(0), warmup.weight(10)) == (2.0, 0.0, 2.0)
+    assert _vae(kl_schedule=CapacityAnnealing).kl_weight() is None
     with pytest.raises(ValueError, match="no effect"):
-        _vae(beta=4.0, kl_schedule=CapacityAnnealing())
-    with pytest.raises(ValueError, match="set model.beta"):
+        _vae(beta=4.0, kl_schedule=CapacityAnnealing)
+    # model.beta is the one KL-weight setting: a built schedule with its own beta is refused
+    with pytest.raises(TypeError, match="without beta"):
         _vae(beta=1.0, kl_schedule=ConstantBeta(beta=2.0))
 
 
@@ -104,6 +108,6 @@ def test_vae_uses_its_schedule_and_refuses_an_ignored_beta():
 def test_every_schedule_config_builds_its_schedule(name, tmp_path):
     beta = "1" if name == "capacity" else "4"
     cfg = compose_config("train", [f"model/kl_schedule={name}", f"model.beta={beta}"], tmp_path)
-    schedule = instantiate(cfg.model.kl_schedule)
+    schedule = instantiate(cfg.model).kl_schedule
     assert schedule.beta == (None if name == "capacity" else 4.0)
     assert isinstance(schedule, BetaSchedule) == (name != "capacity")

@@ -1,5 +1,6 @@
 """Resuming runs (ckpt_path, resume=auto, after SIGTERM/SIGKILL) and same seed -> same numbers."""
 
+import json
 import logging
 import os
 import signal
@@ -10,8 +11,9 @@ import lightning as L
 import pytest
 import torch
 
+from vaelab.checkpoints import refuse_other_runs, resume_from
 from vaelab.data.in_memory import TensorBatchLoader
-from vaelab.resume import check_output_dir, resolve_ckpt_path
+from vaelab.run_dir import RunDir
 from vaelab.train import train
 
 RUN = ["logger=csv", "model.latent_dim=2", "callbacks.lr_monitor=null"]
@@ -22,7 +24,7 @@ STEPS_PER_EPOCH = 20  # digits: 1297 training images, global batch 64, last part
 
 
 def ckpt(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def assert_same_run(a: dict, b: dict, keys=("val/elbo", "train/loss", "test/elbo")) -> None:
@@ -35,7 +37,7 @@ def test_same_seed_same_metrics_other_seed_other_metrics(make_cfg, tmp_path):
                            output_dir=tmp_path / f"run{i}"))
             for i, seed in enumerate((1, 1, 2))]
     for run in runs:
-        run.pop("best_checkpoint")
+        run.pop("best_checkpoint"), run.pop("tested_checkpoint")
     assert runs[0] == runs[1]
     assert runs[0]["val/elbo"] != runs[2]["val/elbo"]
 
@@ -70,22 +72,27 @@ class SendSigterm(L.Callback):
 
 def test_sigterm_checkpoints_mid_epoch_and_resume_auto_continues(make_cfg, tmp_path, caplog):
     run_dir = tmp_path / "run"
-    no_periodic = [*RUN, "callbacks.model_checkpoint.save_last=false",
-                   "callbacks.step_checkpoint=null"]
-    with pytest.raises(SystemExit):
+    no_periodic = [*RUN, "callbacks.last_checkpoint=null", "callbacks.step_checkpoint=null"]
+    with pytest.raises(SystemExit) as stopped:
         train(make_cfg([*no_periodic, "trainer.max_epochs=2", "+callbacks.sigterm._target_="
                         "test_resume.SendSigterm", "+callbacks.sigterm.at_step=7"]))
-    assert ckpt(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 7
+    assert stopped.value.code == 143  # 128 + SIGTERM: "terminated", never success
+    interrupted = run_dir / "checkpoints" / "interrupted.ckpt"
+    assert ckpt(interrupted)["global_step"] == 7
+    record = json.loads((run_dir / "failed.json").read_text())
+    assert record["interrupted"] and record["checkpoint"] == str(interrupted)
+    assert not (run_dir / "metrics.json").exists()
 
     with caplog.at_level(logging.INFO):
         resumed = train(make_cfg([*no_periodic, "trainer.max_epochs=2", "resume=auto"]))
-    assert f"Restored all states from the checkpoint at {run_dir}/checkpoints/last.ckpt" \
-        in caplog.text
+    assert f"Restored all states from the checkpoint at {interrupted}" in caplog.text
     whole = train(make_cfg([*no_periodic, "trainer.max_epochs=2"], output_dir=tmp_path / "w"))
     assert_same_run(resumed, whole)
-    # the interrupted attempt's config is kept beside the resumed one's
+    # the interrupted attempt's config and record are kept beside the resumed one's
     assert (run_dir / "config_resolved.attempt1.yaml").is_file()
-    assert "last.ckpt" in (run_dir / "config_resolved.yaml").read_text()
+    assert (run_dir / "failed.attempt1.json").is_file() and not (run_dir / "failed.json").exists()
+    assert "interrupted.ckpt" in (run_dir / "config_resolved.yaml").read_text()
+    assert not interrupted.exists()  # a finished run removes its stale interrupt checkpoint
 
 
 def test_sigkilled_run_resumes_from_its_last_checkpoint(train_cli, make_cfg, tmp_path):
@@ -123,20 +130,21 @@ def test_loader_resumes_mid_epoch_where_training_stopped():
     assert [x.flatten().tolist() for x, _ in fresh] == full  # only the resumed epoch skips
 
 
-def test_resume_refuses_mistakes(tmp_path):
+def test_resume_refuses_mistakes(tmp_path, make_cfg):
+    run = RunDir(tmp_path)
     with pytest.raises(ValueError, match="resume must be null or auto"):
-        resolve_ckpt_path(tmp_path, None, "latest")
+        resume_from(run, None, "latest", True)
     with pytest.raises(ValueError, match="not both"):
-        resolve_ckpt_path(tmp_path, "a.ckpt", "auto")
+        resume_from(run, "a.ckpt", "auto", True)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        resolve_ckpt_path(tmp_path, str(tmp_path / "missing.ckpt"), None)
-    assert resolve_ckpt_path(tmp_path, None, "auto") is None  # nothing to resume: start afresh
-    (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
-    assert resolve_ckpt_path(tmp_path, None, "auto") == str(tmp_path / "checkpoints/last.ckpt")
+        resume_from(run, str(tmp_path / "missing.ckpt"), None, True)
+    assert resume_from(run, None, "auto", True) is None  # nothing to resume: start afresh
+    train(make_cfg([*RUN, "trainer.max_epochs=1", "test=false"], output_dir=tmp_path))
+    last = str(tmp_path / "checkpoints" / "last.ckpt")
+    assert resume_from(run, None, "auto", True) == last
     # another run's directory is never trained into, except to continue that run
     with pytest.raises(FileExistsError, match="resume=auto"):
-        check_output_dir(tmp_path, None)
+        refuse_other_runs(run, None)
     with pytest.raises(FileExistsError):
-        check_output_dir(tmp_path, str(tmp_path / "elsewhere" / "last.ckpt"))
-    assert check_output_dir(tmp_path, str(tmp_path / "checkpoints" / "last.ckpt"))
+        refuse_other_runs(run, str(tmp_path / "elsewhere" / "last.ckpt"))
+    refuse_other_runs(run, last)

@@ -7,13 +7,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 from omegaconf import OmegaConf
 
-from vaelab.configs import compose_config, path_safe
-from vaelab.models.active_units import active_units
+from vaelab.configs import compose_config, job_dirname
 from vaelab.report import main as report_main
-from vaelab.sweep import read_job, record_failure
+from vaelab.run_dir import failure_record, write_json
+from vaelab.sweep import read_job
 
 # A small, fast MLP VAE on the bundled digits (conftest keeps each process to one thread).
 TINY = ["trainer.accelerator=cpu", "logger=csv", "model.encoder.hidden_dims=[64]",
@@ -43,7 +42,7 @@ def test_beta_grid_sweep_and_report(tmp_path, multirun):
     assert len(jobs) == 3
     # one flat, readable folder per job, named by its overrides
     assert [j.split("_", 1)[0] for j in jobs] == ["0", "1", "2"]
-    assert all(f"model.beta={b}" in j for j, b in zip(jobs, ("0.25", "1", "8"), strict=True))
+    assert all(f"beta-{b}_" in j for j, b in zip(jobs, ("0.25", "1", "8"), strict=True))
 
     report_main([str(sweep), "--samples", "4"])
     rows = read_table(sweep)
@@ -106,19 +105,20 @@ def test_report_refuses_a_folder_without_jobs(tmp_path, capsys):
     assert "no job folders" in capsys.readouterr().err
 
 
-def test_job_folder_names_stay_one_folder():
-    assert path_safe("model/kl_schedule=capacity,model.beta=2") == \
-        "model.kl_schedule=capacity,model.beta=2"
-    assert len(path_safe("x" * 1000)) == 200
+def test_job_folder_names_are_short_readable_and_valid_overrides():
+    name = job_dirname(["model/kl_schedule=capacity", "model.beta=3.2908593584222947",
+                        "model.encoder.hidden_dims=[64,64]", "seed=3", "model.latent_dim=16"],
+                       exclude_keys=["seed"])
+    assert name == "kl_schedule-capacity_beta-3.291_hidden_dims-_64_64__latent_dim-16"
+    # two keys ending alike keep their full names
+    assert job_dirname(["model.encoder.activation=tanh", "model.decoder.activation=elu"], []) \
+        == "model.encoder.activation-tanh_model.decoder.activation-elu"
+    assert len(job_dirname([f"k{i}=" + "x" * 50 for i in range(10)], [])) <= 120
+    # a checkpoint inside such a folder is a valid ckpt_path= override (no "=", ",", "[")
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
-
-def test_active_units_use_the_variance_of_posterior_means():
-    g = torch.Generator().manual_seed(0)
-    mu = torch.randn(1000, 3, generator=g) * torch.tensor([1.0, 0.2, 0.05])  # var 1, .04, .0025
-    assert active_units(mu).tolist() == [True, True, False]
-    assert active_units(mu, threshold=0.1).tolist() == [True, False, False]
-    with pytest.raises(ValueError, match="N >= 2"):
-        active_units(mu[:1])
+    override = OverridesParser.create().parse_override(f"ckpt_path=out/0_{name}/last.ckpt")
+    assert override.value() == f"out/0_{name}/last.ckpt"
 
 
 def test_mnist_beta_sweep_recipe_is_a_five_job_multirun(tmp_path):
@@ -130,9 +130,9 @@ def test_mnist_beta_sweep_recipe_is_a_five_job_multirun(tmp_path):
 
 
 def test_a_job_resumed_after_failing_counts_as_completed(tmp_path):
-    job = tmp_path / "0_model.beta=1"
+    job = tmp_path / "0_beta-1"
     (job / ".hydra").mkdir(parents=True)
-    record_failure(job, FloatingPointError("train loss is nan"))
+    write_json(job / "failed.json", failure_record(FloatingPointError("train loss is nan")))
     assert read_job(job).status == "failed"
     os.utime(job / "failed.json", (1, 1))  # the failure came first, then a resumed run finished
     (job / "metrics.json").write_text(json.dumps({"test/elbo": -30.0}))

@@ -9,9 +9,9 @@ from hydra.utils import instantiate
 from vaelab.configs import CONFIG_DIR
 from vaelab.train import train
 
-# The CelebA recipes need a CelebA folder: tests/data/test_celeba_data.py runs them on one.
+# The MNIST recipes; those of other data run on their fixtures in tests/data/.
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml")
-                     if not p.stem.startswith("celeba"))
+                     if "override /data: mnist" in p.read_text())
 
 
 def val_elbo_at_init(cfg) -> float:

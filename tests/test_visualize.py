@@ -21,7 +21,7 @@ def test_vaelab_viz_writes_every_figure_from_a_checkpoint(make_cfg, tmp_path):
     assert list(Image.open(paths["latent_manifold"]).getdata()) == list(trained.getdata())
 
     some = visualize(compose_config("viz", [f"ckpt_path={ckpt}",
-                                            "figures=[latent_scatter,kl_per_dim]"],
+                                            "figures.draw=[latent_scatter,kl_per_dim]"],
                                     tmp_path / "some"))
     assert sorted(some) == ["kl_per_dim", "latent_scatter"]
     assert sorted(p.name for p in (tmp_path / "some" / "figures").iterdir()) == sorted(some)

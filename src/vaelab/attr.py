@@ -4,34 +4,16 @@ The vector is mean(E[z|x] over images with the attribute) - mean(E[z|x] over ima
 (or with `source`)); the figure adds alpha * vector to the posterior means of chosen images.
 """
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import hydra
-import matplotlib.pyplot as plt
 import torch
 from omegaconf import DictConfig
-from torch.nn import functional as F
 
-from vaelab.checkpoints import load_run
-from vaelab.configs import CONFIG_DIR
-from vaelab.data.in_memory import InMemoryDataModule
-from vaelab.models.active_units import posterior_means
-from vaelab.models.vae import VAE
+from vaelab.checkpoints import load_run, setup_run_data
+from vaelab.console import configure_console, log
+from vaelab.models.latents import decode_means, encode_images
 from vaelab.viz.attribute import attribute_sweep_figure
-
-log = logging.getLogger(__name__)
-
-
-def attribute_table(datamodule: InMemoryDataModule,
-                    labels: torch.Tensor) -> tuple[list[str], torch.Tensor]:
-    """(names, bool [N, A]): attribute labels (CelebA) as they are, class labels one-hot."""
-    names = getattr(datamodule, "attribute_names", None)
-    if names:
-        return list(names), labels.bool()
-    classes = datamodule.num_classes
-    return [str(c) for c in range(classes)], F.one_hot(labels.long(), classes).bool()
 
 
 def find_column(names: Sequence[str], name: str | int) -> int:
@@ -66,11 +48,11 @@ def pick(mask: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor
 
 
 @torch.no_grad()
-def shifted_decodes(model: VAE, x: torch.Tensor, vector: torch.Tensor,
+def shifted_decodes(model, x: torch.Tensor, vector: torch.Tensor,
                     alphas: Sequence[float]) -> torch.Tensor:
     """Mean images decoded from E[z|x] + alpha * vector; x [N, C, H, W] -> [A, N, C, H, W]."""
     mu, _ = model.encode(x)
-    return torch.stack([model.likelihood.mean(model.decode(mu + a * vector)) for a in alphas])
+    return torch.stack([decode_means(model, mu + a * vector) for a in alphas])
 
 
 def _device(name: str) -> torch.device:
@@ -79,43 +61,37 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def split_data(datamodule: InMemoryDataModule, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(uint8 images, labels) of a split, with an error naming the splits there are."""
-    if split not in datamodule.splits:
-        raise ValueError(f"split={split!r}: choose one of {sorted(datamodule.splits)}")
-    return datamodule.splits[split]
-
-
-def attribute_vector(model: VAE, datamodule: InMemoryDataModule, split: str,
-                     attribute: str | int, source: str | int | None, num_images: int,
-                     batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+def attribute_vector(model, datamodule, split: str, attribute: str | int,
+                     source: str | int | None, num_images: int, batch_size: int,
+                     generator: torch.Generator) -> tuple[torch.Tensor, dict]:
     """Mean E[z|x] of up to num_images images with minus without; -> ([latent_dim], counts)."""
-    images, labels = split_data(datamodule, split)
-    with_mask, without_mask = group_masks(*attribute_table(datamodule, labels), attribute, source)
+    images = datamodule.images(split)
+    with_mask, without_mask = group_masks(*datamodule.attributes(split), attribute, source)
     groups = {"with": pick(with_mask, num_images, generator),
               "without": pick(without_mask, num_images, generator)}
     empty = [k for k, idx in groups.items() if len(idx) == 0]
     if empty:
         raise ValueError(f"the {split} split has no images {' or '.join(empty)} "
                          f"attribute={attribute} (source={source}): pick another attribute")
-    means = {k: posterior_means(model, datamodule, images[idx], batch_size).mean(0)
+    means = {k: encode_images(model, images[idx.to(images.device)], batch_size,
+                              datamodule.model_input)[0].mean(0)
              for k, idx in groups.items()}
     counts = {f"num_{k}": len(idx) for k, idx in groups.items()}
     return means["with"] - means["without"], counts
 
 
-def images_to_show(datamodule: InMemoryDataModule, split: str, attribute: str | int,
-                   source: str | int | None, num_show: int, indices: Sequence[int] | None,
+def images_to_show(datamodule, split: str, attribute: str | int, source: str | int | None,
+                   num_show: int, indices: Sequence[int] | None,
                    generator: torch.Generator) -> torch.Tensor:
     """Indices into `split`: the given ones, else num_show random images of the source group."""
-    images, labels = split_data(datamodule, split)
+    images = datamodule.images(split)
     if indices is not None:
         chosen = torch.tensor(list(indices), dtype=torch.long)
         if len(chosen) == 0 or chosen.min() < 0 or chosen.max() >= len(images):
             raise ValueError(f"indices={list(indices)} must index the {split} split "
                              f"(0..{len(images) - 1})")
         return chosen
-    _, without = group_masks(*attribute_table(datamodule, labels), attribute, source)
+    _, without = group_masks(*datamodule.attributes(split), attribute, source)
     chosen = pick(without, num_show, generator)
     if len(chosen) == 0:
         raise ValueError(f"the {split} split has no image to show without "
@@ -132,9 +108,10 @@ def attribute_vector_figure(cfg: DictConfig) -> dict[str, Path]:
     if existing:
         raise FileExistsError(f"{', '.join(existing)} already exist: choose a new hydra.run.dir")
 
+    configure_console()
     _, model, datamodule = load_run(cfg.ckpt_path, data_dir=cfg.get("data_dir"))
     model.to(_device(cfg.device))
-    datamodule.setup()
+    setup_run_data(datamodule)
     generator = torch.Generator().manual_seed(cfg.seed)
     vector, counts = attribute_vector(model, datamodule, cfg.split, cfg.attribute, cfg.source,
                                       cfg.num_images, cfg.batch_size, generator)
@@ -142,7 +119,8 @@ def attribute_vector_figure(cfg: DictConfig) -> dict[str, Path]:
              f"with and {counts['num_without']} without, {cfg.split} split")
     shown = images_to_show(datamodule, cfg.show_split, cfg.attribute, cfg.source, cfg.num_show,
                            cfg.indices, generator)
-    x = datamodule.to_float(datamodule.splits[cfg.show_split][0][shown].to(model.device))
+    images = datamodule.images(cfg.show_split)
+    x = datamodule.model_input(images[shown.to(images.device)].to(model.device))
     decoded = shifted_decodes(model, x, vector, cfg.alphas)
 
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -154,15 +132,11 @@ def attribute_vector_figure(cfg: DictConfig) -> dict[str, Path]:
     fig = attribute_sweep_figure(x, decoded, list(cfg.alphas),
                                  f"{cfg.show_split} images + α · ({start} → {cfg.attribute})")
     fig.savefig(paths["figure"])
-    plt.close(fig)
     log.info(f"wrote {paths['vector']} and {paths['figure']}")
     return paths
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="attr")
-def main(cfg: DictConfig) -> None:
-    attribute_vector_figure(cfg)
-
-
 if __name__ == "__main__":
+    from vaelab.cli import attr as main
+
     main()

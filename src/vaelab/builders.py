@@ -5,10 +5,12 @@ from pathlib import Path
 
 import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary, ProgressBar
 from lightning.pytorch.loggers import Logger, WandbLogger
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
+
+from vaelab.console import log
 
 
 def _instantiate_group(group: DictConfig | None, kind: str) -> list:
@@ -19,12 +21,23 @@ def _instantiate_group(group: DictConfig | None, kind: str) -> list:
     return [instantiate(conf) for conf in group.values() if conf and "_target_" in conf]
 
 
-def instantiate_callbacks(cfg: DictConfig | None, have_loggers: bool) -> list[L.Callback]:
-    callbacks = _instantiate_group(cfg, "callbacks")
+def instantiate_callbacks(cfg: DictConfig, have_loggers: bool) -> list[L.Callback]:
+    """The callbacks of cfg.callbacks; no progress bar with trainer.enable_progress_bar=false."""
+    callbacks = _instantiate_group(cfg.get("callbacks"), "callbacks")
+    if cfg.trainer.get("enable_progress_bar", True) is False:
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     if not have_loggers:
         # Lightning refuses an LR monitor without a logger; with logger=none it has nothing to do.
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     return callbacks
+
+
+def trainer_switches(callbacks: list[L.Callback]) -> dict[str, bool]:
+    """The trainer's enable_progress_bar and enable_model_summary: true only when such a
+    callback is configured, as Lightning would otherwise add its own (and
+    callbacks.progress=null or callbacks.model_summary=null would not remove them)."""
+    return {"enable_progress_bar": any(isinstance(c, ProgressBar) for c in callbacks),
+            "enable_model_summary": any(isinstance(c, ModelSummary) for c in callbacks)}
 
 
 def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:
@@ -52,12 +65,15 @@ def log_hyperparameters(cfg: DictConfig, model: L.LightningModule, loggers: list
     params["git_commit"] = git_commit()
     for logger in loggers:
         logger.log_hyperparams(params)
-    rank_zero_info(f"model: {params['model/params/total']:,} parameters")
+    log.info(f"model: {params['model/params/total']:,} parameters")
 
 
 @rank_zero_only
-def finish_loggers(loggers: list[Logger]) -> None:
-    """Close runs that outlive the trainer, so each job of a multirun gets its own W&B run."""
+def finish_loggers(loggers: list[Logger], failed: bool = False) -> None:
+    """Close runs that outlive the trainer (called in a `finally`), so that each job of a
+    multirun, even after a failed one, gets its own W&B run."""
     for logger in loggers:
-        if isinstance(logger, WandbLogger):
-            logger.experiment.finish()
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger.experiment.finish(exit_code=1 if failed else 0)
+        elif failed:
+            logger.finalize("failed")

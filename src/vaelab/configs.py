@@ -1,5 +1,7 @@
 """Where the Hydra configs live, and composing them outside a command line (tests, scripts)."""
 
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -8,18 +10,46 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from vaelab.likelihood_channels import param_channels
+from vaelab.run_dir import run_dir_of
+
 _PACKAGED = Path(__file__).resolve().parent / "conf"
 _REPO = Path(__file__).resolve().parents[2] / "conf"
 #: conf/ inside an installed wheel, else the repository's conf/ (editable installs).
 CONFIG_DIR = str(_PACKAGED if _PACKAGED.is_dir() else _REPO)
 
 #: Longest multirun job folder name; most file systems allow 255 bytes.
-MAX_DIRNAME = 200
+MAX_DIRNAME = 120
+#: characters a job folder name keeps; the rest become "_" (Hydra's override grammar rejects
+#: "=", ",", brackets and quotes in values, so such folders could not be passed as ckpt_path=)
+_SAFE = re.compile(r"[^A-Za-z0-9._+@:%-]")
 
 
-def path_safe(name: str) -> str:
-    """One folder name from an override string: '/' -> '.', cut to MAX_DIRNAME characters."""
-    return name.replace("/", ".")[:MAX_DIRNAME]
+def short_value(value: str) -> str:
+    """A value as a folder name shows it: floats to 4 significant digits (the exact values are
+    in the job's .hydra/overrides.yaml)."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if number.is_integer() and "e" not in value.lower() else f"{number:.4g}"
+
+
+def job_dirname(overrides: Sequence[str], exclude_keys: Sequence[str]) -> str:
+    """A readable folder name for a multirun job from its overrides, e.g. `beta-4_latent_dim-16`
+    for ["model.beta=4", "model.latent_dim=16"]: each key by its last part (unless two share
+    it), "-" between key and value, "_" between items. Keys in `exclude_keys`, and the keys
+    under them (trainer.*, callbacks.*), are left out."""
+    pairs = []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        key = key.lstrip("+~")
+        if not any(key == k or key.startswith(f"{k}.") for k in exclude_keys):
+            pairs.append((key.replace("/", "."), short_value(value)))
+    lasts = [k.rsplit(".", 1)[-1] for k, _ in pairs]
+    names = [last if lasts.count(last) == 1 else key for (key, _), last in zip(pairs, lasts)]
+    joined = "_".join(f"{name}-{value}" for name, (_, value) in zip(names, pairs))
+    return _SAFE.sub("_", joined)[:MAX_DIRNAME] or "defaults"
 
 
 def sweep_group(task_name: str) -> str | None:
@@ -32,20 +62,29 @@ def sweep_group(task_name: str) -> str | None:
     return f"{task_name}/{Path(hydra_cfg.sweep.dir).name}"
 
 
-def run_dir_of(ckpt_path: str) -> str:
-    """The run a checkpoint belongs to: <run> for <run>/checkpoints/<name>.ckpt, else its folder."""
-    folder = Path(ckpt_path).expanduser().absolute().parent
-    return str(folder.parent if folder.name == "checkpoints" else folder)
+def named_output_dir() -> bool:
+    """Whether the command line named the run (or sweep) directory: hydra.run.dir=..."""
+    if not HydraConfig.initialized():
+        return True
+    given = HydraConfig.get().overrides.hydra
+    return any(o.startswith(("hydra.run.dir=", "hydra.sweep.dir=")) for o in given)
+
+
+def basename(path: str | None) -> str | None:
+    return None if path is None else Path(path).name
 
 
 def register_resolvers() -> None:
-    """Resolvers the configs use: ${vaelab.path_safe:..} (job folder names),
-    ${vaelab.sweep_group:${task_name}}, ${vaelab.join:${tags}}, ${vaelab.basename:..} and
-    ${vaelab.run_dir_of:${ckpt_path}} (where vaelab-eval writes)."""
-    OmegaConf.register_new_resolver("vaelab.path_safe", path_safe, replace=True)
-    OmegaConf.register_new_resolver("vaelab.basename", lambda path: Path(path).name, replace=True)
+    """Resolvers the configs use: ${vaelab.job_dirname:..} (job folder names),
+    ${vaelab.sweep_group:${task_name}}, ${vaelab.join:${tags}}, ${vaelab.basename:..},
+    ${vaelab.run_dir_of:${ckpt_path}} (where vaelab-eval writes) and ${vaelab.param_channels:..}
+    (a decoder's output channels)."""
+    OmegaConf.register_new_resolver("vaelab.job_dirname", job_dirname, replace=True)
+    OmegaConf.register_new_resolver("vaelab.basename", basename, replace=True)
     OmegaConf.register_new_resolver("vaelab.sweep_group", sweep_group, replace=True)
-    OmegaConf.register_new_resolver("vaelab.run_dir_of", run_dir_of, replace=True)
+    OmegaConf.register_new_resolver("vaelab.run_dir_of", lambda p: str(run_dir_of(p)),
+                                    replace=True)
+    OmegaConf.register_new_resolver("vaelab.param_channels", param_channels, replace=True)
     OmegaConf.register_new_resolver("vaelab.join", lambda items: ",".join(map(str, items)),
                                     replace=True)
 
@@ -61,3 +100,11 @@ def compose_config(config_name: str, overrides: list[str], output_dir: str | Pat
         cfg.hydra.job.num = 0
     HydraConfig.instance().set_config(cfg)
     return cfg
+
+
+def check_keys(cfg: DictConfig) -> None:
+    """One-line errors, before anything is built, for values no component checks itself."""
+    epochs = cfg.trainer.get("max_epochs")
+    if epochs is not None and not (isinstance(epochs, int) and (epochs >= 1 or epochs == -1)):
+        raise ValueError(f"trainer.max_epochs={epochs!r}: give a whole number >= 1 "
+                         "(or -1 for no limit)")

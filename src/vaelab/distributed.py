@@ -7,11 +7,11 @@ ranks train from that file, so each job keeps exactly one output directory.
 """
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 
 JOB_CONFIG_ENV = "VAELAB_DDP_JOB_CONFIG"
@@ -34,15 +34,22 @@ def launched_rank_config() -> DictConfig:
 
 
 @contextmanager
-def share_job_config(config_file: Path) -> Iterator[None]:
-    """Ranks launched inside this block train from `config_file`. Afterwards the process group
-    and the environment Lightning set up are undone, so the next job of a multirun (same
-    process) launches its own ranks on a fresh port."""
+def share_job_config(run_config: dict) -> Iterator[None]:
+    """Ranks launched inside this block train from `run_config` (a resolved config), through a
+    temporary file: the run directory may not be written before training starts. Afterwards
+    the process group and the environment Lightning set up are undone, so the next job of a
+    multirun (same process) launches its own ranks on a fresh port."""
+    import torch.distributed as dist
+
     saved = {key: os.environ.get(key) for key in _DDP_ENV}
-    os.environ[JOB_CONFIG_ENV] = str(Path(config_file).resolve())
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="vaelab-job-",
+                                     delete=False) as f:
+        f.write(OmegaConf.to_yaml(run_config))
+    os.environ[JOB_CONFIG_ENV] = f.name
     try:
         yield
     finally:
+        Path(f.name).unlink(missing_ok=True)
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
         for key, value in saved.items():

@@ -6,23 +6,29 @@ import csv
 import math
 from pathlib import Path
 
-import torch
 from omegaconf import OmegaConf
 
-from vaelab.checkpoints import load_run
-from vaelab.models.active_units import active_units, posterior_means
 from vaelab.sweep import Job, collect_jobs
-from vaelab.viz.sweep_plots import metric_vs_beta, rate_distortion, sample_rows
+
+#: the states a job can be in, in the order the report counts them
+STATES = ("completed", "failed", "interrupted", "damaged", "incomplete", "not run")
 
 #: Columns of the Markdown table, after the job's name, status, beta and swept parameters.
 SUMMARY = ("elbo", "recon", "kl", "active_units")
 
 
 def job_beta(job: Job) -> float | None:
-    """The job's target KL weight; None for objectives without one (capacity)."""
-    schedule = job.select("model.kl_schedule")
-    beta = schedule.get("beta") if isinstance(schedule, dict) else job.select("model.beta")
-    return None if beta is None else float(beta)
+    """The job's target KL weight, model.beta; None for objectives without one (capacity)."""
+    target = str(job.select("model.kl_schedule._target_", ""))
+    if target.endswith("CapacityAnnealing"):
+        return None
+    beta = job.select("model.beta")
+    if beta is None:  # a job that has not written its config yet: its override, if any
+        beta = job.override_values().get("model.beta")
+    try:
+        return None if beta is None else float(beta)
+    except ValueError:
+        return None
 
 
 def swept_keys(jobs: list[Job]) -> list[str]:
@@ -49,17 +55,22 @@ def best_checkpoint(job: Job) -> Path | None:
     return None
 
 
-def model_columns(job: Job, data_dir: str | None, n_samples: int,
-                  seed: int) -> tuple[dict, torch.Tensor | None]:
+def model_columns(job: Job, data_dir: str | None, n_samples: int, seed: int) -> tuple[dict, object]:
     """Active units on the val split, and n_samples prior samples, from the best checkpoint."""
+    import torch
+
+    from vaelab.checkpoints import load_run, setup_run_data
+    from vaelab.metrics.active_units import active_units
+    from vaelab.models.latents import encode_images
+
     ckpt = best_checkpoint(job)
     if ckpt is None:
         return {}, None
     _, model, datamodule = load_run(ckpt, data_dir=data_dir)
-    datamodule.setup("validate")
-    val_images = datamodule.splits["val"][0]
-    active = active_units(posterior_means(model, datamodule, val_images,
-                                          datamodule.eval_batch_size))
+    setup_run_data(datamodule, "validate")
+    mu, _ = encode_images(model, datamodule.images("val"), datamodule.eval_batch_size,
+                          datamodule.model_input)
+    active = active_units(mu)
     samples = None
     if n_samples:
         samples = model.sample(n_samples, generator=torch.Generator().manual_seed(seed))
@@ -122,9 +133,11 @@ def build_report(multirun_dir: Path, out_dir: Path, data_dir: str | None = None,
     return rows
 
 
-def draw_figures(rows: list[dict], swept: list[str], stage: str,
-                 samples: dict[str, torch.Tensor], out_dir: Path) -> list[str]:
+def draw_figures(rows: list[dict], swept: list[str], stage: str, samples: dict,
+                 out_dir: Path) -> list[str]:
     """The PNGs for the completed jobs; returns their file names."""
+    from vaelab.viz.sweep_plots import metric_vs_beta, rate_distortion, sample_rows
+
     done = [r for r in rows if r["status"] == "completed" and r["elbo"] is not None]
     with_beta = [r for r in done if r["beta"] is not None]
     figures = {}
@@ -154,8 +167,7 @@ def draw_figures(rows: list[dict], swept: list[str], stage: str,
 
 def write_markdown(multirun_dir: Path, out_dir: Path, rows: list[dict], swept: list[str],
                    stage: str, figures: list[str]) -> None:
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "failed",
-                                                               "incomplete")}
+    counts = {s: sum(r["status"] == s for r in rows) for s in STATES}
     columns = ["num", "status", "beta", *[k for k in swept if k != "model.beta"],
                *[c for c in SUMMARY if any(r.get(c) is not None for r in rows)]]
     parts = [
@@ -167,10 +179,15 @@ def write_markdown(multirun_dir: Path, out_dir: Path, rows: list[dict], swept: l
            else "."),
         markdown_table(rows, columns, {"num": "job"}),
     ]
-    failed = [r for r in rows if r["status"] == "failed"]
+    failed = [r for r in rows if r["status"] in ("failed", "interrupted", "damaged")]
     if failed:
         parts.append("## Failed jobs\n\n" + "\n".join(
-            f"- job {r['num']} (`{r['job']}`): {_fmt(r['error'])}" for r in failed))
+            f"- job {r['num']} (`{r['job']}`, {r['status']}): {_fmt(r['error'])}"
+            for r in failed))
+    not_run = [r for r in rows if r["status"] == "not run"]
+    if not_run:
+        parts.append("## Jobs that did not run\n\n" + "\n".join(
+            f"- job {r['num']}: `{r['overrides']}`" for r in not_run))
     optuna = multirun_dir / "optimization_results.yaml"
     if optuna.is_file():
         result = OmegaConf.load(optuna)

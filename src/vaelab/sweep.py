@@ -1,43 +1,14 @@
-"""Multirun job folders: what each job ran, how it ended (completed, failed, incomplete), and
-the failure record a job leaves so that a sweep reports it instead of losing it."""
+"""Multirun job folders: what each job ran and how it ended (completed, failed, interrupted,
+damaged, incomplete), and the jobs a sweep planned but never started ("not run")."""
 
 import json
-import traceback
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
-from hydra.core.utils import JobReturn, JobStatus
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-FAILED_FILE = "failed.json"
-METRICS_FILE = "metrics.json"
-CONFIG_FILE = "config_resolved.yaml"
-
-
-def record_failure(output_dir: Path, error: BaseException) -> None:
-    """Write <output_dir>/failed.json with the error's type, message and traceback."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    record = {
-        "error_type": type(error).__name__,
-        "message": str(error),
-        "traceback": "".join(traceback.format_exception(error)),
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    (output_dir / FAILED_FILE).write_text(json.dumps(record, indent=2))
-
-
-class RecordFailure(Callback):
-    """Hydra callback: a job that raised leaves failed.json in its folder. Hydra's launchers run
-    the sweep's other jobs anyway (the basic sweeper re-raises the first failure at the end)."""
-
-    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs) -> None:
-        error = job_return._return_value
-        # FileExistsError: the folder holds an earlier run, which must stay as it was.
-        if job_return.status == JobStatus.FAILED and not isinstance(error, FileExistsError):
-            record_failure(Path(config.hydra.runtime.output_dir), error)
+from vaelab.run_dir import CONFIG, FAILED, HYDRA, METRICS
 
 
 @dataclass
@@ -46,7 +17,8 @@ class Job:
 
     path: Path
     num: int
-    #: completed (metrics.json), failed (failed.json), or incomplete (still running, or killed)
+    #: completed (metrics.json), failed (failed.json), interrupted (SIGTERM, failed.json says
+    #: so), damaged (an unreadable record), incomplete (still running, or killed), not run
     status: str
     #: the job's command-line overrides, e.g. ["model.beta=4"]
     overrides: list[str]
@@ -71,26 +43,72 @@ class Job:
 
 
 def _load_yaml(path: Path):
-    return OmegaConf.load(path) if path.is_file() else None
+    try:
+        return OmegaConf.load(path) if path.is_file() else None
+    except (OmegaConfBaseException, ValueError, OSError):  # a damaged file: treated as absent
+        return None
+
+
+def _read_record(path: Path) -> tuple[dict | None, str | None]:
+    """(the JSON record, None), or (None, why it cannot be read) for a damaged file."""
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as err:
+        size = path.stat().st_size if path.exists() else 0
+        return None, f"{path.name} is damaged ({size} bytes: {type(err).__name__}: {err})"
+    if not isinstance(record, dict):
+        return None, f"{path.name} is damaged (not a JSON object)"
+    return record, None
 
 
 def read_job(path: Path) -> Job:
     """The state of the job folder `path` (one Hydra wrote: it has .hydra/)."""
-    hydra_cfg = _load_yaml(path / ".hydra" / "hydra.yaml")
+    hydra_cfg = _load_yaml(path / HYDRA / "hydra.yaml")
     num = OmegaConf.select(hydra_cfg, "hydra.job.num", default=None) if hydra_cfg else None
-    overrides = _load_yaml(path / ".hydra" / "overrides.yaml")
-    config = _load_yaml(path / CONFIG_FILE) or _load_yaml(path / ".hydra" / "config.yaml")
+    overrides = _load_yaml(path / HYDRA / "overrides.yaml")
+    config = _load_yaml(path / CONFIG) or _load_yaml(path / HYDRA / "config.yaml")
     job = Job(path=path, num=num if num is not None else -1, status="incomplete",
               overrides=list(overrides or []), config=config or OmegaConf.create())
-    failed, metrics = path / FAILED_FILE, path / METRICS_FILE
+    failed, metrics = path / FAILED, path / METRICS
     # A job resumed after a failure (resume=auto) has both files: the newer one tells its state.
     if failed.is_file() and not (metrics.is_file()
                                  and metrics.stat().st_mtime > failed.stat().st_mtime):
-        failure = json.loads(failed.read_text())
-        job.status, job.error = "failed", f"{failure['error_type']}: {failure['message']}"
+        record, damage = _read_record(failed)
+        if damage:
+            job.status, job.error = "damaged", damage
+        else:
+            job.status = "interrupted" if record.get("interrupted") else "failed"
+            job.error = f"{record.get('error_type')}: {record.get('message')}"
+            if record.get("checkpoint"):
+                job.error += f" (checkpoint {record['checkpoint']})"
     elif metrics.is_file():
-        job.status, job.metrics = "completed", json.loads(metrics.read_text())
+        record, damage = _read_record(metrics)
+        if damage:
+            job.status, job.error = "damaged", damage
+        else:
+            job.status, job.metrics = "completed", record
     return job
+
+
+def planned_jobs(multirun_dir: Path) -> list[list[str]] | None:
+    """The override lists of every job a basic-sweeper multirun planned (from the
+    multirun.yaml Hydra writes when it starts), or None when that cannot be known."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    config = _load_yaml(Path(multirun_dir) / "multirun.yaml")
+    sweeper = OmegaConf.select(config, "hydra.sweeper._target_", default="") if config else ""
+    if not sweeper.endswith("BasicSweeper"):
+        return None
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    arguments = [f"{k}={v}" for k, v in params.items()]
+    arguments += list(OmegaConf.select(config, "hydra.overrides.task", default=[]))
+    try:
+        parsed = OverridesParser.create().parse_overrides(arguments)
+        (batch,) = BasicSweeper.split_arguments(parsed, None)
+    except Exception:  # an override this parser cannot read back: plan unknown
+        return None
+    return batch
 
 
 def collect_jobs(multirun_dir: Path) -> list[Job]:
@@ -101,7 +119,14 @@ def collect_jobs(multirun_dir: Path) -> list[Job]:
             f"{multirun_dir} is not a folder: pass a multirun folder such as "
             "outputs/train/multiruns/<date_time> (vaelab-train -m ... prints it)"
         )
-    jobs = [read_job(d.parent) for d in multirun_dir.rglob(".hydra") if d.is_dir()]
+    jobs = [read_job(d.parent) for d in multirun_dir.rglob(HYDRA) if d.is_dir()]
+    plan = planned_jobs(multirun_dir)
+    started = {job.num for job in jobs}
+    for num, overrides in enumerate(plan or []):
+        if num not in started:
+            jobs.append(Job(path=multirun_dir / f"{num}_(not run)", num=num, status="not run",
+                            overrides=overrides, config=OmegaConf.create(),
+                            error="never started (the sweep stopped before it)"))
     if not jobs:
         raise FileNotFoundError(
             f"{multirun_dir} holds no job folders (none has a .hydra/ subfolder): pass the folder "

@@ -1,12 +1,8 @@
 """vaelab-train: compose a config, build data/model/trainer, fit, test, return the metric."""
 
-import json
-from pathlib import Path
-
-import hydra
 import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vaelab.builders import (
@@ -14,69 +10,101 @@ from vaelab.builders import (
     instantiate_callbacks,
     instantiate_loggers,
     log_hyperparameters,
+    trainer_switches,
 )
-from vaelab.configs import CONFIG_DIR
-from vaelab.distributed import is_launched_rank, launched_rank_config, share_job_config
-from vaelab.resume import check_output_dir, keep_earlier_results, resolve_ckpt_path
+from vaelab.checkpoints import RunState, best_checkpoint, interrupt_checkpoint, resume_from
+from vaelab.configs import check_keys, named_output_dir
+from vaelab.console import configure_console, log
+from vaelab.distributed import is_launched_rank, share_job_config
+from vaelab.run_dir import Attempt, RunDir
 
 
-@rank_zero_only
-def save_run_files(cfg: DictConfig, output_dir: Path, metrics: dict[str, float] | None = None):
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    if metrics is not None:
-        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+class RunInterrupted(SystemExit):
+    """A run stopped by SIGTERM after checkpointing; exits with status 143 (128 + SIGTERM),
+    which schedulers and shells read as "terminated"."""
+
+    def __init__(self, message: str):
+        super().__init__(143)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit (and test) the configured VAE in cfg.paths.output_dir; returns the final metrics."""
+    configure_console()
+    run = RunDir(cfg.paths.output_dir)
+    if not is_launched_rank():  # launched DDP ranks get their parent's resolved config
+        check_keys(cfg)
+        ckpt_path = resume_from(run, cfg.get("ckpt_path"), cfg.get("resume"), named_output_dir())
+        with open_dict(cfg):  # recorded as resolved, so config_resolved.yaml names the file
+            cfg.ckpt_path, cfg.resume = ckpt_path, None
+    else:
+        ckpt_path = cfg.get("ckpt_path")
+    with Attempt(run, cfg) as attempt:
+        log.info(f"run directory: {run.path}")
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        datamodule = instantiate(cfg.data)
+        model = instantiate(cfg.model)
+        loggers = instantiate_loggers(cfg.get("logger"))
+        failed = True
+        try:
+            run_config = OmegaConf.to_container(OmegaConf.masked_copy(
+                cfg, [k for k in cfg if k != "hydra"]), resolve=True, enum_to_str=True)
+            callbacks = [*instantiate_callbacks(cfg, have_loggers=bool(loggers)),
+                         RunState(run_config, on_start=attempt.start)]
+            trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks,
+                                             logger=loggers or False,
+                                             **trainer_switches(callbacks))
+            log_hyperparameters(cfg, model, loggers)
+            with share_job_config(run_config):
+                metrics = fit_and_test(cfg, trainer, model, datamodule, ckpt_path, attempt)
+            failed = False
+        finally:
+            finish_loggers(loggers, failed)
+        attempt.finish(metrics)
+        log.info(f"metrics: {run.metrics}" + (f"; best checkpoint: {metrics['best_checkpoint']}"
+                                              if metrics.get("best_checkpoint") else ""))
+    return metrics
+
+
+def fit_and_test(cfg: DictConfig, trainer, model, datamodule, ckpt_path: str | None,
+                 attempt) -> dict:
+    """trainer.fit, then trainer.test of the best checkpoint; the metrics with the paths of the
+    checkpoints they come from."""
+    metrics: dict = {}
+    if cfg.get("train", True):
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        except SIGTERMException:
+            saved = interrupt_checkpoint(trainer)
+            attempt.interrupt_checkpoint = saved
+            raise RunInterrupted(
+                f"terminated (SIGTERM) at step {trainer.global_step}"
+                + (f"; checkpoint {saved}: continue with the same command plus "
+                   f"hydra.run.dir={cfg.paths.output_dir} resume=auto" if saved else "")
+            ) from None
+        metrics.update(as_floats(trainer.callback_metrics))
+    else:
+        attempt.start()
+    if cfg.get("test", True):
+        best = best_checkpoint(trainer)
+        if not best:
+            log.info("no best checkpoint (fast_dev_run or no ModelCheckpoint): testing the "
+                     "current weights")
+        # Re-seeding makes the test's posterior samples the same as vaelab-eval's.
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+        metrics.update(as_floats(trainer.callback_metrics))
+        metrics["tested_checkpoint"] = best or "the final weights (not saved)"
+    if best_checkpoint(trainer):
+        metrics["best_checkpoint"] = best_checkpoint(trainer)
+    return metrics
 
 
 def as_floats(metrics: dict) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items()}
-
-
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit (and test) the configured VAE; returns every logged metric."""
-    output_dir = Path(cfg.paths.output_dir)
-    ckpt_path = resolve_ckpt_path(output_dir, cfg.get("ckpt_path"), cfg.get("resume"))
-    if check_output_dir(output_dir, ckpt_path):
-        keep_earlier_results(output_dir)
-    # Recorded as resolved, so config_resolved.yaml (and DDP's launched ranks) name the checkpoint.
-    with open_dict(cfg):
-        cfg.ckpt_path, cfg.resume = ckpt_path, None
-    L.seed_everything(cfg.seed, workers=True)
-
-    datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model)
-    # Stored in every checkpoint, so eval/viz can rebuild this run from the .ckpt alone.
-    model.run_config = OmegaConf.to_container(cfg, resolve=True)
-    loggers = instantiate_loggers(cfg.get("logger"))
-    callbacks = instantiate_callbacks(cfg.get("callbacks"), have_loggers=bool(loggers))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    log_hyperparameters(cfg, model, loggers)
-    save_run_files(cfg, output_dir)
-    with share_job_config(output_dir / "config_resolved.yaml"):
-        metrics = fit_and_test(cfg, trainer, model, datamodule)
-    finish_loggers(loggers)
-    save_run_files(cfg, output_dir, metrics)
-    return metrics
-
-
-def fit_and_test(cfg: DictConfig, trainer: L.Trainer, model: L.LightningModule,
-                 datamodule: L.LightningDataModule) -> dict[str, float]:
-    metrics: dict[str, float] = {}
-    if cfg.get("train", True):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-        metrics.update(as_floats(trainer.callback_metrics))
-    if cfg.get("test", True):
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        if not best:
-            rank_zero_info("no best checkpoint (fast_dev_run or no ModelCheckpoint): testing "
-                           "the current weights")
-        # Re-seeding makes the test's posterior samples the same as vaelab-eval's.
-        L.seed_everything(cfg.seed, workers=True)
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
-        metrics.update(as_floats(trainer.callback_metrics))
-        if best:
-            metrics["best_checkpoint"] = best  # type: ignore[assignment]
-    return metrics
 
 
 def optimized_metric(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
@@ -88,18 +116,7 @@ def optimized_metric(cfg: DictConfig, metrics: dict[str, float]) -> float | None
     return metrics[name]
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def hydra_main(cfg: DictConfig) -> float | None:
-    return optimized_metric(cfg, train(cfg))
-
-
-def main() -> None:
-    """vaelab-train; a DDP rank that Lightning launched trains its parent job's config instead."""
-    if is_launched_rank():
-        train(launched_rank_config())
-    else:
-        hydra_main()
-
-
 if __name__ == "__main__":
+    from vaelab.cli import train as main
+
     main()

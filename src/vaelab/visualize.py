@@ -2,35 +2,31 @@
 
 from pathlib import Path
 
-import hydra
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig
 
-from vaelab.callbacks import LatentViz
-from vaelab.checkpoints import load_run
-from vaelab.configs import CONFIG_DIR
+from vaelab.checkpoints import load_run, setup_run_data
+from vaelab.console import configure_console, log
+from vaelab.run_dir import RunDir
+from vaelab.viz.images import save_png
 
 
 def visualize(cfg: DictConfig) -> dict[str, Path]:
-    """Write `<output_dir>/figures/<name>/<checkpoint name>.png` for each of `cfg.figures`."""
+    """Write `<output_dir>/figures/<name>/<checkpoint name>.png` for each figure of cfg.figures."""
+    configure_console()
     _, model, datamodule = load_run(cfg.ckpt_path, data_dir=cfg.get("data_dir"))
     model.to(torch.device(cfg.device))
-    drawer: LatentViz = instantiate(cfg.callbacks.latent_viz, figures=list(cfg.figures),
-                                    output_dir=cfg.paths.output_dir)
-    images = drawer.render(model, datamodule, drawer.select(model.latent_dim))
-    stem = Path(cfg.ckpt_path).stem
-    paths = {name: drawer.publish(name, image, loggers=[], step=0, stem=stem)
-             for name, image in images.items()}
-    rank_zero_info(f"figures written under {Path(cfg.paths.output_dir) / 'figures'}")
+    figures = instantiate(cfg.figures)
+    setup_run_data(datamodule)
+    run, stem = RunDir(cfg.paths.output_dir), Path(cfg.ckpt_path).stem
+    paths = {name: save_png(image, run.figure(name, stem))
+             for name, image in figures.render(model, datamodule).items()}
+    log.info(f"figures written under {run.figures}")
     return paths
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="viz")
-def main(cfg: DictConfig) -> None:
-    visualize(cfg)
-
-
 if __name__ == "__main__":
+    from vaelab.cli import viz as main
+
     main()

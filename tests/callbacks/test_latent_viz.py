@@ -1,10 +1,12 @@
 """The LatentViz callback in a real training run, and how it treats each logger."""
 
+import re
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger, Logger
 from PIL import Image
@@ -17,6 +19,8 @@ from vaelab.viz import FIGURES
 
 DIGIT = 8  # the digits data are 8x8
 GRID = 15  # the default manifold grid
+# grids narrower than figures.min_width (400 px) are enlarged by a whole factor: 120 px -> 480
+MANIFOLD_PX = GRID * DIGIT * 4
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +38,10 @@ def test_callback_writes_a_png_per_figure_every_n_epochs_and_at_the_end(run_dir)
         files = sorted(p.name for p in (run_dir / "figures" / name).iterdir())
         assert files == ["epoch_001.png", "epoch_002.png"], name
     manifold = Image.open(run_dir / "figures" / "latent_manifold" / "epoch_002.png")
-    assert manifold.size == (GRID * DIGIT, GRID * DIGIT)
+    assert manifold.size == (MANIFOLD_PX, MANIFOLD_PX)
+    # every picture is at least min_width wide, pixels repeated, never interpolated
+    assert all(Image.open(p).width >= 400 for p in (run_dir / "figures").rglob("*.png"))
+    assert set(manifold.crop((0, 0, 4, 4)).getdata()) == {manifold.getpixel((0, 0))}
 
 
 def test_callback_logs_every_figure_to_tensorboard(run_dir):
@@ -44,7 +51,7 @@ def test_callback_logs_every_figure_to_tensorboard(run_dir):
     manifold = events.Images("figures/latent_manifold")
     steps_per_epoch = (1797 - 200 - 300) // 64  # digits train split, drop_last batches of 64
     assert [e.step for e in manifold] == [2 * steps_per_epoch, 3 * steps_per_epoch]
-    assert (manifold[-1].width, manifold[-1].height) == (GRID * DIGIT, GRID * DIGIT)
+    assert (manifold[-1].width, manifold[-1].height) == (MANIFOLD_PX, MANIFOLD_PX)
 
 
 class NoImagesLogger(Logger):
@@ -85,29 +92,41 @@ def test_an_existing_png_is_kept(drawer, tmp_path):
     assert Image.open(path).getpixel((0, 0)) == (0, 0, 0)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("callbacks.latent_viz.figures=[latent_manifold,bogus]", "unknown figure"),
-    ("callbacks.latent_viz.latent_manifold.dims=[0,8]", "latent_manifold.dims"),
-    ("callbacks.latent_viz.latent_traversal.dims=[1,1]", "latent_traversal.dims"),
-    ("callbacks.latent_viz.interpolation.method=cubic", "interpolation.method"),
-    ("callbacks.latent_viz.latent_scatter.method=umap", "latent_scatter.method"),
-    ("~callbacks.latent_viz.reconstructions.ncol", "missing \\['ncol'\\]"),
-    ("+callbacks.latent_viz.reconstructions.nrow=2", "unknown \\['nrow'\\]"),
+@pytest.mark.parametrize("override", [
+    "callbacks.latent_viz.figures.draw=[latent_manifold,bogus]",
+    "callbacks.latent_viz.figures.interpolation.method=cubic",
+    "callbacks.latent_viz.figures.latent_scatter.method=umap",
+    "callbacks.latent_viz.figures.latent_manifold.grid_size=big",
+    "callbacks.latent_viz.figures.reconstructions.nrow=2",
+    "figures.latent_manifold.grid_size=big",  # vaelab-viz's own figure options
 ])
-def test_bad_figure_options_are_named(tmp_path, override, message):
+def test_bad_figure_options_are_refused_when_the_config_is_composed(tmp_path, override):
+    name = "viz" if override.startswith("figures.") else "train"
+    key = override.split("=")[0]
+    with pytest.raises(ConfigCompositionException, match=re.escape(key)):
+        compose_config(name, [override, "ckpt_path=x.ckpt"] if name == "viz" else [override],
+                       tmp_path)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("callbacks.latent_viz.figures.latent_manifold.dims=[0,8]", "latent_manifold.dims"),
+    ("callbacks.latent_viz.figures.latent_traversal.dims=[1,1]", "latent_traversal.dims"),
+])
+def test_latent_dims_outside_the_model_are_named(tmp_path, override, message):
     drawer = instantiate(compose_config("train", [override], tmp_path).callbacks.latent_viz)
     with pytest.raises(ValueError, match=message):
-        drawer.select(latent_dim=8)
+        drawer.figures.select(latent_dim=8)
 
 
 def test_bad_figure_options_stop_training_before_the_first_step(make_cfg, tmp_path):
     with pytest.raises(ValueError, match="latent_manifold.dims"):
-        train(make_cfg(["callbacks.latent_viz.latent_manifold.dims=[0,8]", "logger=none"]))
+        train(make_cfg(["callbacks.latent_viz.figures.latent_manifold.dims=[0,8]",
+                        "logger=none"]))
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_a_one_dimensional_latent_space_draws_what_it_can(tmp_path):
     drawer = instantiate(compose_config("train", [], tmp_path).callbacks.latent_viz)
     with pytest.warns(UserWarning, match="need at least 2 latent dimensions"):
-        figures = drawer.select(latent_dim=1)
+        figures = drawer.figures.select(latent_dim=1)
     assert set(FIGURES) - set(figures) == {"latent_scatter", "latent_manifold"}

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from conftest import CELEBA_ATTRIBUTES, write_celeba
-from vaelab.data import celeba
 from vaelab.data.celeba import CelebADataModule, CelebAFolderError
+from vaelab.data.image_files import ImagePreprocess
 from vaelab.train import train
 
 N = 36
@@ -64,7 +64,7 @@ def test_reads_layout_with_official_partitions(tmp_path, celeba_data, layout):
     assert dm.attribute_names == CELEBA_ATTRIBUTES
     for split, pid in (("train", 0), ("val", 1), ("test", 2)):
         rows = np.flatnonzero(celeba_data["partition"] == pid)
-        images, labels = dm.splits[split]
+        images, labels = dm.images(split), dm.labels(split)
         assert images.shape == (len(rows), 3, 64, 64) and images.dtype == torch.uint8
         assert labels.dtype == torch.int64
         assert torch.equal(labels, torch.from_numpy(celeba_data["attributes"][rows]).long())
@@ -85,7 +85,7 @@ def test_reads_layout_with_official_partitions(tmp_path, celeba_data, layout):
 
 def test_crop_and_size_are_configurable(tmp_path, celeba_data):
     dm = datamodule(write(tmp_path, celeba_data), image_shape=[3, 32, 24], crop_size=None)
-    images, _ = dm.splits["val"]
+    images = dm.images("val")
     assert images.shape[1:] == (3, 32, 24)
     # Without a crop the red frame is part of the picture: the corner pixel is red.
     assert images[:, 0, 0, 0].float().min() > 200 and images[:, 1, 0, 0].float().max() < 60
@@ -95,13 +95,13 @@ def test_cache_built_reused_and_rebuilt(tmp_path, celeba_data, monkeypatch):
     root = write(tmp_path / "celeba", celeba_data)
     cache_dir = tmp_path / "cache"
     decoded = []
-    real = celeba.center_crop_resize
+    real = ImagePreprocess.__call__
 
-    def counting(path, *args):
+    def counting(self, path):
         decoded.append(path.name)
-        return real(path, *args)
+        return real(self, path)
 
-    monkeypatch.setattr(celeba, "center_crop_resize", counting)
+    monkeypatch.setattr(ImagePreprocess, "__call__", counting)
     kwargs = {"cache": True, "cache_dir": str(cache_dir)}
     first = datamodule(root, **kwargs)
     assert len(decoded) == N
@@ -110,7 +110,7 @@ def test_cache_built_reused_and_rebuilt(tmp_path, celeba_data, monkeypatch):
     assert all(p.with_suffix(".json").is_file() for p in arrays)
     uncached = datamodule(root)
     for split in ("train", "val", "test"):
-        assert torch.equal(first.splits[split][0], uncached.splits[split][0])
+        assert torch.equal(first.images(split), uncached.images(split))
 
     decoded.clear()
     datamodule(root, **kwargs)
@@ -123,7 +123,7 @@ def test_cache_built_reused_and_rebuilt(tmp_path, celeba_data, monkeypatch):
     decoded.clear()
     rebuilt = datamodule(root, **kwargs)
     assert len(decoded) == len(train_rows)
-    assert (rebuilt.splits["train"][0][3].float().mean((1, 2)) - torch.tensor([10., 20, 30])
+    assert (rebuilt.images("train")[3].float().mean((1, 2)) - torch.tensor([10., 20, 30])
             ).abs().max() < 8
 
     # An interrupted build (array without manifest) and a truncated array: both rebuilt.
@@ -134,7 +134,7 @@ def test_cache_built_reused_and_rebuilt(tmp_path, celeba_data, monkeypatch):
     decoded.clear()
     again = datamodule(root, **kwargs)
     assert len(decoded) == 12
-    assert torch.equal(again.splits["test"][0], uncached.splits["test"][0])
+    assert torch.equal(again.images("test"), uncached.images("test"))
 
     # Other preprocessing parameters get their own cache file; the manifest records them.
     decoded.clear()
@@ -146,7 +146,7 @@ def test_cache_built_reused_and_rebuilt(tmp_path, celeba_data, monkeypatch):
 
 def test_stale_manifest_parameters_are_not_trusted(tmp_path, celeba_data):
     root = write(tmp_path, celeba_data)
-    expected = datamodule(root, cache=True).splits["val"][0].clone()
+    expected = datamodule(root, cache=True).images("val").clone()
     manifest_path = next((root / "vaelab_cache").glob("val-*.json"))
     manifest = json.loads(manifest_path.read_text())
     manifest["params"]["resample"] = "nearest"  # as if another version had written this file
@@ -154,7 +154,7 @@ def test_stale_manifest_parameters_are_not_trusted(tmp_path, celeba_data):
     cache = next((root / "vaelab_cache").glob("val-*.npy"))
     np.save(cache, np.zeros_like(expected.numpy()))
     reloaded = datamodule(root, cache=True)
-    assert torch.equal(reloaded.splits["val"][0], expected)
+    assert torch.equal(reloaded.images("val"), expected)
 
 
 def test_missing_parts_are_listed(tmp_path, celeba_data):

@@ -27,6 +27,16 @@ def test_nets_round_trip_shapes(shape, pair):
     assert decoder(mu).shape == x.shape
 
 
+@pytest.mark.parametrize("shape", SHAPES + [(1, 7, 9)])
+@pytest.mark.parametrize("decoder", [
+    lambda s, d, n: MLPDecoder(s, d, [16], out_channels=n),
+    lambda s, d, n: ConvDecoder(s, d, [16, 8], out_channels=n),
+], ids=["mlp", "conv"])
+def test_decoders_output_the_channels_the_likelihood_asks_for(shape, decoder):
+    params = decoder(shape, 5, 30)(torch.randn(4, 5))
+    assert params.shape == (4, 30, *shape[1:])
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("pair", PAIRS)
 def test_vae_takes_optimiser_steps_for_every_shape(shape, pair):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vaelab.models import VAE, BernoulliLikelihood
+from vaelab.models.latents import decode_means
 from vaelab.nets.mlp import MLPDecoder, MLPEncoder
 from vaelab.viz import (
     interpolate,
@@ -16,7 +17,6 @@ from vaelab.viz import (
     prior_sample_grid,
     reconstruction_grid,
 )
-from vaelab.viz.grids import decode_images
 
 SHAPE = (1, 8, 8)
 
@@ -83,7 +83,7 @@ def test_latent_manifold_has_n_by_n_tiles_decoded_over_the_chosen_dims(latent_di
     row, col = 0, 3  # top row: the largest value of dims[1]
     z = torch.zeros(1, latent_dim)
     z[0, dims[0]], z[0, dims[1]] = values[col], values[n - 1 - row]
-    torch.testing.assert_close(tile(grid, row, col, 0), decode_images(model, z)[0, 0])
+    torch.testing.assert_close(tile(grid, row, col, 0), decode_means(model, z)[0, 0])
     with pytest.raises(ValueError, match="latent_manifold.dims"):
         latent_manifold(model, grid_size=n, dims=(0, latent_dim))
 
@@ -122,7 +122,7 @@ def test_latent_traversal_sweeps_one_dim_per_row(images):
     assert grid.shape == grid_shape(2, 5, 1)
     z = base.clone()
     z[0] = 2.0  # row 1 sweeps dim 0, column 4 is the upper limit
-    torch.testing.assert_close(tile(grid, 1, 4, 1), decode_images(model, z[None])[0, 0])
+    torch.testing.assert_close(tile(grid, 1, 4, 1), decode_means(model, z[None])[0, 0])
     assert latent_traversal_grid(model, base, dims=None, steps=5, padding=1).shape == \
         grid_shape(3, 5, 1)
     with pytest.raises(ValueError, match="latent_traversal.dims"):

@@ -1,7 +1,6 @@
 """Lightning callbacks that vaelab's configs name."""
 
 from vaelab.callbacks.latent_viz import LatentViz
-from vaelab.callbacks.rng_state import RNGStateCheckpoint
-from vaelab.callbacks.sigterm_checkpoint import CheckpointOnSigterm
+from vaelab.callbacks.progress import PlainProgress, RichProgress, progress_bar
 
-__all__ = ["CheckpointOnSigterm", "LatentViz", "RNGStateCheckpoint"]
+__all__ = ["LatentViz", "PlainProgress", "RichProgress", "progress_bar"]

@@ -1,37 +1,24 @@
 """CelebA (aligned faces) from the official or the Kaggle folder layout, held in memory as uint8.
 
-Images are center-cropped and resized once; with `cache=true` the result is kept per split as a
-memory-mapped .npy file beside a JSON manifest (written last) that says what it was built from.
+Images are center-cropped and resized once; with `cache=true` the result is kept per split in
+the shared memory-mapped image cache (vaelab.data.image_cache).
 """
 
-import hashlib
-import json
 import os
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from PIL import Image
-from rich.progress import track
 
+from vaelab.data.image_cache import ImageCache, UnreadableImagesError, cache_folder
+from vaelab.data.image_files import ImagePreprocess, parse_crop
 from vaelab.data.in_memory import InMemoryDataModule
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
-RESAMPLE = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-    "box": Image.Resampling.BOX,
-}
-#: Bumped whenever the cached arrays would come out differently for the same parameters.
-CACHE_FORMAT = 1
-
 WHERE_TO_GET = (
     "Get CelebA's 'Align&Cropped' images and annotation files from "
     "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (or the Kaggle copy "
@@ -151,38 +138,6 @@ def read_name_column(path: Path) -> dict[str, int]:
     return dict(zip(images, values[:, 0].tolist()))
 
 
-def center_crop_resize(path: Path, crop: tuple[int, int] | None, size: tuple[int, int],
-                       resample: str) -> np.ndarray:
-    """One face as uint8 [C=3, H, W]: the central crop (h, w), resized to size (h, w)."""
-    try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-    except OSError as err:  # PIL's UnidentifiedImageError and truncated-file errors
-        raise CelebAFolderError(f"{path} is not a readable image ({err}): the file is corrupt. "
-                                "Unpack img_align_celeba again.") from err
-    if crop is not None:
-        w, h = image.size
-        if crop[0] > h or crop[1] > w:
-            raise ValueError(
-                f"{path} is {h}x{w}, smaller than data.crop_size={list(crop)}: lower the crop "
-                "(CelebA's aligned images are 218x178)"
-            )
-        top, left = round((h - crop[0]) / 2), round((w - crop[1]) / 2)
-        image = image.crop((left, top, left + crop[1], top + crop[0]))
-    if image.size != (size[1], size[0]):
-        image = image.resize((size[1], size[0]), RESAMPLE[resample])
-    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
-
-
-def source_fingerprint(paths: Sequence[Path]) -> str:
-    """Hash of the images' names, sizes and modification times, in order."""
-    digest = hashlib.sha256()
-    for path in paths:
-        stat = path.stat()
-        digest.update(f"{path.name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
 class CelebADataModule(InMemoryDataModule):
     """CelebA's official train/val/test partitions; batches are (images, attributes int64 [B, 40]).
 
@@ -198,13 +153,8 @@ class CelebADataModule(InMemoryDataModule):
         if self.image_shape[0] != 3:
             raise ValueError(f"CelebA images are RGB: data.image_shape must start with 3, got "
                              f"{list(self.image_shape)}")
-        if resample not in RESAMPLE:
-            raise ValueError(f"data.resample must be one of {sorted(RESAMPLE)}, got {resample!r}")
-        if isinstance(crop_size, int):
-            crop_size = (crop_size, crop_size)
-        self.crop = tuple(crop_size) if crop_size is not None else None
+        self.preprocess = ImagePreprocess(self.image_shape, parse_crop(crop_size), resample)
         self.data_dir = data_dir
-        self.resample = resample
         self.label_attribute = label_attribute
         self.cache = cache
         self.cache_dir = cache_dir
@@ -233,100 +183,31 @@ class CelebADataModule(InMemoryDataModule):
         return {split: [n for n, p in partition.items() if p == pid]
                 for split, pid in SPLITS.items()}
 
-    def cache_path(self, files: CelebAFiles, split: str) -> Path:
-        """The split's .npy cache; its name carries the preprocessing parameters."""
-        default = files.root / "vaelab_cache"
-        folder = Path(self.cache_dir).expanduser() if self.cache_dir else default
-        _, h, w = self.image_shape
-        crop = f"crop{self.crop[0]}x{self.crop[1]}" if self.crop else "nocrop"
-        return folder / f"{split}-{h}x{w}-{crop}-{self.resample}.npy"
+    def image_cache(self, files: CelebAFiles) -> ImageCache:
+        folder = cache_folder(self.cache, self.cache_dir, files.root / "vaelab_cache")
+        return ImageCache(self.preprocess, folder, self.decode_workers, what="CelebA",
+                          fix="Unpack img_align_celeba again.")
 
-    def _params(self) -> dict:
-        return {"format": CACHE_FORMAT, "image_shape": list(self.image_shape),
-                "crop": list(self.crop) if self.crop else None, "resample": self.resample}
-
-    # -- decoding and the cache ------------------------------------------------------------
-    def decode(self, paths: list[Path], out: np.ndarray, description: str) -> None:
-        """Fill out [N, 3, H, W] with the preprocessed images, threads decoding in parallel."""
-        size = tuple(self.image_shape[1:])
-
-        def one(i: int) -> None:
-            out[i] = center_crop_resize(paths[i], self.crop, size, self.resample)
-
-        # PIL releases the GIL while decoding and resizing, so threads scale.
-        with ThreadPoolExecutor(max(1, self.decode_workers)) as pool:
-            for _ in track(pool.map(one, range(len(paths))), total=len(paths),
-                           description=description):
-                pass
-
-    def cache_problem(self, path: Path, fingerprint: str, n: int) -> str | None:
-        """Why the cache at `path` cannot be used, or None when it matches the source."""
-        manifest_path = path.with_suffix(".json")
-        if not manifest_path.is_file():
-            return "no cache yet" if not path.exists() else "an interrupted build (no manifest)"
+    def split_images(self, files: CelebAFiles,
+                     names: dict[str, list[str]]) -> dict[str, np.ndarray]:
+        """{split: uint8 [N, 3, H, W]} from valid caches, else decoded (into new caches if
+        enabled), for the image names of each split."""
+        empty = [split for split, split_names in names.items() if not split_names]
+        if empty:
+            raise CelebAFolderError(f"{files.partition} puts no image in the {empty[0]} split")
+        paths = {split: [files.images / n for n in split_names]
+                 for split, split_names in names.items()}
         try:
-            manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError:
-            return "its manifest is unreadable"
-        if manifest.get("params") != self._params():
-            return "it was built with other preprocessing parameters"
-        if manifest.get("num_images") != n or manifest.get("source") != fingerprint:
-            return "the source images or the partition changed since it was built"
-        if not path.is_file() or path.stat().st_size != manifest.get("bytes"):
-            return "the array file is missing or has the wrong size"
-        return None
-
-    def build_cache(self, path: Path, paths: list[Path], fingerprint: str, split: str) -> None:
-        """Write the split's array, then (last) its manifest; a crash leaves no manifest."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        manifest_path = path.with_suffix(".json")
-        manifest_path.unlink(missing_ok=True)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
-                                          shape=(len(paths), *self.image_shape))
-        try:
-            self.decode(paths, array, f"caching CelebA {split} ({len(paths)} images)")
-            array.flush()
-            del array
-            os.replace(partial, path)
-        finally:
-            partial.unlink(missing_ok=True)
-        manifest = {"params": self._params(), "num_images": len(paths), "source": fingerprint,
-                    "bytes": path.stat().st_size, "images_dir": str(paths[0].parent)}
-        tmp = manifest_path.with_name(f"{manifest_path.name}.{os.getpid()}.partial")
-        tmp.write_text(json.dumps(manifest, indent=2))
-        os.replace(tmp, manifest_path)
-
-    def _split_images(self, files: CelebAFiles, split: str, names: list[str]) -> np.ndarray:
-        """uint8 [N, 3, H, W]: from a valid cache, else decoded (into a new cache if enabled)."""
-        paths = [files.images / name for name in names]
-        if not paths:
-            raise CelebAFolderError(f"{files.partition} puts no image in the {split} split")
-        if not self.cache:
-            out = np.empty((len(paths), *self.image_shape), dtype=np.uint8)
-            self.decode(paths, out, f"decoding CelebA {split} ({len(paths)} images)")
-            return out
-        path = self.cache_path(files, split)
-        fingerprint = source_fingerprint(paths)
-        problem = self.cache_problem(path, fingerprint, len(paths))
-        if problem is not None:
-            rank_zero_info(f"building the CelebA {split} cache {path}: {problem}")
-            try:
-                self.build_cache(path, paths, fingerprint, split)
-            except PermissionError as err:
-                raise PermissionError(
-                    f"cannot write the CelebA cache {path} ({err}): set data.cache_dir to a "
-                    "writable folder, or data.cache=false"
-                ) from err
-        # Copy-on-write mapping: pages load lazily and nothing can write back to the cache.
-        return np.load(path, mmap_mode="c")
+            decoded = self.image_cache(files).load_splits(paths, files.images)
+        except UnreadableImagesError as err:
+            raise CelebAFolderError(str(err)) from err
+        return {split: d.images for split, d in decoded.items()}
 
     def prepare_data(self) -> None:
         # Runs on one process per node before setup, so DDP ranks never build a cache together.
         if self.cache:
             files = find_celeba(self.data_dir)
-            for split, names in self.split_files(files).items():
-                self._split_images(files, split, names)
+            self.split_images(files, self.split_files(files))
 
     def load_splits(self):
         files = find_celeba(self.data_dir)
@@ -338,15 +219,17 @@ class CelebADataModule(InMemoryDataModule):
         self._label_column = names.index(self.label_attribute)
         row = {name: i for i, name in enumerate(image_names)}
         identity = read_name_column(files.identity) if files.identity else None
-        splits = {}
-        for split, split_names in self.split_files(files).items():
+        names_of = self.split_files(files)
+        for split, split_names in names_of.items():
             unlabelled = [n for n in split_names if n not in row]
             if unlabelled:
                 raise CelebAFolderError(
                     f"{files.attributes} has no row for {len(unlabelled)} {split} images of "
                     f"{files.partition.name} (e.g. {', '.join(unlabelled[:5])}). {WHERE_TO_GET}"
                 )
-            images = self._split_images(files, split, split_names)
+        splits = {}
+        for split, images in self.split_images(files, names_of).items():
+            split_names = names_of[split]
             labels = torch.from_numpy(attributes[[row[n] for n in split_names]]).long()
             splits[split] = (torch.from_numpy(images), labels)
             if identity is not None:
@@ -360,3 +243,12 @@ class CelebADataModule(InMemoryDataModule):
         if self._label_column is None:
             raise RuntimeError("call setup() first: the attribute columns come from the data")
         return labels[:, self._label_column]
+
+    @property
+    def class_names(self) -> list[str]:
+        return [f"not {self.label_attribute}", self.label_attribute]
+
+    def attributes(self, split: str) -> tuple[list[str], torch.Tensor]:
+        """(the 40 attribute names, bool [N, 40]) in the column order of list_attr_celeba."""
+        labels = self.labels(split)
+        return list(self.attribute_names), labels.bool()

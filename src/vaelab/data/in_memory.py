@@ -4,12 +4,14 @@ from collections.abc import Callable, Iterator, Sequence
 
 import lightning as L
 import torch
+from torch.nn import functional as F
 
 BINARIZE = ("none", "static", "dynamic")
 
 
 class TensorBatchLoader:
-    """Yields (images uint8 [B, C, H, W], labels [B]) batches from in-memory tensors.
+    """Yields (images uint8 [B, C, H, W], labels [B]) batches from in-memory tensors, and the
+    images' indices [B] into the tensors when `with_indices`.
 
     Under DDP each rank takes every world_size-th index of one shared permutation, so ranks
     see disjoint shards and the global batch is `batch_size * world_size`.
@@ -21,7 +23,7 @@ class TensorBatchLoader:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
                  shuffle: bool = False, drop_last: bool = False, seed: int = 0,
                  rank: int = 0, world_size: int = 1, epoch: Callable[[], int] | None = None,
-                 batches_done: Callable[[], int] | None = None):
+                 batches_done: Callable[[], int] | None = None, with_indices: bool = False):
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
         self.images, self.labels = images, labels
@@ -29,6 +31,7 @@ class TensorBatchLoader:
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self._epoch = epoch or (lambda: 0)
         self._batches_done = batches_done or (lambda: 0)
+        self.with_indices = with_indices
         self._skip = 0
 
     def _indices(self) -> torch.Tensor:
@@ -62,7 +65,8 @@ class TensorBatchLoader:
         skip, self._skip = self._skip, 0
         for start in range(skip * self.batch_size, len(self) * self.batch_size, self.batch_size):
             idx = indices[start:start + self.batch_size]
-            yield self.images[idx], self.labels[idx]
+            yield (self.images[idx], self.labels[idx], idx) if self.with_indices else \
+                (self.images[idx], self.labels[idx])
 
 
 def binarize_once(images: torch.Tensor, seed: int) -> torch.Tensor:
@@ -73,7 +77,18 @@ def binarize_once(images: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 class InMemoryDataModule(L.LightningDataModule):
-    """Base for datasets that fit in memory: subclasses fill `self.splits` in `load_splits`.
+    """Base for datasets that fit in memory (or in a memory-mapped cache).
+
+    Subclasses implement `load_splits`. Everything outside `vaelab.data` uses only the public
+    surface below, never the stored tensors:
+
+    - `split_names`, `images(split)`, `reference_images(split)`, `labels(split)`: the data as
+      stored, uint8 [N, C, H, W] (binarised where the binarisation is fixed) and labels;
+    - `model_input(images)`: uint8 images -> the float batch the model sees;
+    - `class_labels(labels)`, `class_names`: one class per image, for colouring plots;
+    - `attributes(split)`: named binary attributes (classes one-hot for class data);
+    - `factor_names`, `factor_sizes`, `sample_factors`, `images_from_factors` on data with
+      ground-truth factors (`has_factors`).
 
     Batches leave the loader as uint8 and become floats in [0, 1] on the training device
     (`on_after_batch_transfer`), where dynamic binarisation also samples.
@@ -92,17 +107,23 @@ class InMemoryDataModule(L.LightningDataModule):
         self.binarize = binarize
         self.seed = seed
         self.on_device = on_device
-        self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        #: when True, test batches are (images, labels, indices into the test split)
+        self.index_test_batches = False
+        self._splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._references: dict[str, torch.Tensor] = {}
 
+    # -- for subclasses ------------------------------------------------------------------------
     def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """{"train"|"val"|"test": (uint8 images [N, C, H, W], int64 labels [N] or [N, K])}.
 
-        Labels are class ids [N], or K binary attributes [N, K] (then override class_labels).
+        Labels are class ids [N], K binary attributes [N, K] (then override class_labels and
+        attribute_names) or K factor classes [N, K]. Called once, by `setup`.
         """
         raise NotImplementedError
 
+    # -- the public surface --------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
-        if self.splits:
+        if self._splits:
             return
         splits = self.load_splits()
         for name, (images, _) in splits.items():
@@ -113,6 +134,7 @@ class InMemoryDataModule(L.LightningDataModule):
                 )
         for i, name in enumerate(splits):
             images, labels = splits[name]
+            self._references[name] = images
             # Static binarisation fixes every split once; dynamic fixes only val/test, so
             # evaluation numbers are comparable between epochs and runs.
             if self.binarize == "static" or (self.binarize == "dynamic" and name != "train"):
@@ -121,31 +143,84 @@ class InMemoryDataModule(L.LightningDataModule):
         if self.on_device and self.trainer is not None:
             device = self.trainer.strategy.root_device
             splits = {k: (x.to(device), y.to(device)) for k, (x, y) in splits.items()}
-        self.splits = splits
+        self._splits = splits
+
+    @property
+    def split_names(self) -> list[str]:
+        """The splits this data has, e.g. ["train", "val", "test"] (after setup)."""
+        self.setup()
+        return list(self._splits)
+
+    def _split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        self.setup()
+        if split not in self._splits:
+            raise ValueError(f"split={split!r} is not one of this data's splits "
+                             f"{sorted(self._splits)}")
+        return self._splits[split]
+
+    def images(self, split: str) -> torch.Tensor:
+        """The split's images as the model is fed them, uint8 [N, C, H, W] (binarised where the
+        binarisation is fixed: static, or val/test under dynamic)."""
+        return self._split(split)[0]
+
+    def reference_images(self, split: str) -> torch.Tensor:
+        """The split's images before any binarisation, uint8 [N, C, H, W]: what likelihood
+        means (reconstructions, samples) are compared with."""
+        self._split(split)
+        return self._references[split]
+
+    def labels(self, split: str) -> torch.Tensor:
+        """The split's labels: class ids int64 [N], or attributes/factor classes [N, K]."""
+        return self._split(split)[1]
+
+    def model_input(self, images: torch.Tensor, train: bool = False) -> torch.Tensor:
+        """uint8 [B, C, H, W] -> float in [0, 1]; dynamic binarisation samples when training."""
+        x = images.float().div_(255.0)
+        if train and self.binarize == "dynamic":
+            x = torch.bernoulli(x)
+        return x
 
     def class_labels(self, labels: torch.Tensor) -> torch.Tensor:
         """One class per image (int64 [B]) for colouring plots; multi-attribute data picks one."""
         return labels
 
-    # -- loaders -----------------------------------------------------------------------------
+    @property
+    def class_names(self) -> list[str]:
+        """Legend names of the classes that `class_labels` returns (default: "0", "1", ...)."""
+        return [str(c) for c in range(self.num_classes)]
+
+    def attributes(self, split: str) -> tuple[list[str], torch.Tensor]:
+        """(names, bool [N, A]): named binary attributes of the split's images; for class data
+        the classes, one-hot (names from `class_names`)."""
+        labels = self.labels(split)
+        return self.class_names, F.one_hot(labels.long(), self.num_classes).bool()
+
+    @property
+    def has_factors(self) -> bool:
+        """True for data with ground-truth generative factors (dSprites-like)."""
+        return False
+
+    # -- loaders -------------------------------------------------------------------------------
     def _world(self) -> tuple[int, int]:
         if self.trainer is None:
             return 0, 1
         return self.trainer.global_rank, self.trainer.world_size
 
-    def _loader(self, split: str, batch_size: int, train: bool) -> TensorBatchLoader:
+    def _loader(self, split: str, batch_size: int, train: bool,
+                with_indices: bool = False) -> TensorBatchLoader:
         rank, world_size = self._world()
         if batch_size % world_size:
             raise ValueError(
                 f"data.batch_size={batch_size} is the global batch and must divide evenly over "
                 f"{world_size} devices"
             )
-        images, labels = self.splits[split]
+        images, labels = self._split(split)
         loader = TensorBatchLoader(
             images, labels, batch_size // world_size, shuffle=train, drop_last=train,
             seed=self.seed, rank=rank, world_size=world_size,
             epoch=(lambda: self.trainer.current_epoch) if self.trainer is not None else None,
             batches_done=self._batches_trained if train and self.trainer is not None else None,
+            with_indices=with_indices,
         )
         if len(loader) == 0:
             raise ValueError(
@@ -165,17 +240,10 @@ class InMemoryDataModule(L.LightningDataModule):
         return self._loader("val", self.eval_batch_size, train=False)
 
     def test_dataloader(self) -> TensorBatchLoader:
-        return self._loader("test", self.eval_batch_size, train=False)
-
-    # -- uint8 -> float on the device ---------------------------------------------------------
-    def to_float(self, images: torch.Tensor, train: bool = False) -> torch.Tensor:
-        """uint8 [B, C, H, W] -> float in [0, 1]; dynamic binarisation samples when training."""
-        x = images.float().div_(255.0)
-        if train and self.binarize == "dynamic":
-            x = torch.bernoulli(x)
-        return x
+        return self._loader("test", self.eval_batch_size, train=False,
+                            with_indices=self.index_test_batches)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        images, labels = batch
+        images, *rest = batch
         training = self.trainer is not None and self.trainer.training
-        return self.to_float(images, train=training), labels
+        return (self.model_input(images, train=training), *rest)

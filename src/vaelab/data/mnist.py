@@ -1,13 +1,19 @@
-"""MNIST from torchvision's on-disk layout (<data_dir>/MNIST/raw/*-ubyte), held in memory."""
+"""MNIST and Fashion-MNIST from torchvision's on-disk layout, held in memory.
+
+Both are four IDX files, <data_dir>/<MNIST|FashionMNIST>/raw/{train,t10k}-{images-idx3,
+labels-idx1}-ubyte (optionally .gz): one DataModule, parameterised by the torchvision dataset.
+"""
 
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import torchvision.datasets
 from lightning.pytorch.utilities import rank_zero_info
 
 from vaelab.data.idx import read_idx
 from vaelab.data.in_memory import InMemoryDataModule
+from vaelab.data.splits import hold_out
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -15,30 +21,31 @@ FILES = {
 }
 
 
-def mnist_raw_dir(data_dir: str | Path) -> Path:
-    """Where torchvision keeps the MNIST IDX files under `data_dir`."""
-    return Path(data_dir).expanduser() / "MNIST" / "raw"
+def raw_dir(data_dir: str | Path, dataset: str = "MNIST") -> Path:
+    """Where torchvision keeps `dataset`'s IDX files under `data_dir`."""
+    return Path(data_dir).expanduser() / dataset / "raw"
 
 
-def _find(raw_dir: Path, name: str) -> Path | None:
-    for candidate in (raw_dir / name, raw_dir / f"{name}.gz"):
+def _find(raw: Path, name: str) -> Path | None:
+    for candidate in (raw / name, raw / f"{name}.gz"):
         if candidate.is_file():
             return candidate
     return None
 
 
-def load_mnist_split(data_dir: str | Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The official "train" (60k) or "test" (10k) split: (uint8 [N, 1, 28, 28], int64 [N])."""
-    raw_dir = mnist_raw_dir(data_dir)
-    fix = (f"Delete it and set data.download=true, or copy a good copy into {raw_dir}.")
-    paths = [_find(raw_dir, name) for name in FILES[split]]
+def load_idx_split(data_dir: str | Path, split: str,
+                   dataset: str = "MNIST") -> tuple[torch.Tensor, torch.Tensor]:
+    """The official "train" or "test" split: (uint8 [N, 1, 28, 28], int64 [N])."""
+    raw = raw_dir(data_dir, dataset)
+    fix = f"Delete it and set data.download=true, or copy a good copy into {raw}."
+    paths = [_find(raw, name) for name in FILES[split]]
     if None in paths:
         missing = [n for n, p in zip(FILES[split], paths) if p is None]
         raise FileNotFoundError(
-            f"MNIST files missing in {raw_dir}: {', '.join(missing)} (expected "
+            f"{dataset} files missing in {raw}: {', '.join(missing)} (expected "
             f"{', '.join(n for pair in FILES.values() for n in pair)}, optionally .gz). "
-            "Set data.download=true to fetch them with torchvision, or point data.data_dir "
-            "(or the VAELAB_DATA_DIR environment variable) at the folder that holds MNIST/raw/."
+            "Set data.download=true to fetch them with torchvision, or point data.data_dir (or "
+            f"the VAELAB_DATA_DIR environment variable) at the folder that holds {dataset}/raw/."
         )
     images = read_idx(paths[0], expected_ndim=3, fix=fix)
     labels = read_idx(paths[1], expected_ndim=1, fix=fix)
@@ -49,22 +56,24 @@ def load_mnist_split(data_dir: str | Path, split: str) -> tuple[torch.Tensor, to
     return images.unsqueeze(1), labels.long()
 
 
-def download_mnist(data_dir: str | Path) -> None:
-    """Fetch MNIST with torchvision into <data_dir>/MNIST/raw, with a clear error offline."""
-    from torchvision.datasets import MNIST
-
+def download(data_dir: str | Path, dataset: str = "MNIST") -> None:
+    """Fetch `dataset` with torchvision into <data_dir>/<dataset>/raw; a clear error offline."""
+    cls = getattr(torchvision.datasets, dataset)
     try:
         for train in (True, False):
-            MNIST(root=str(Path(data_dir).expanduser()), train=train, download=True)
+            cls(root=str(Path(data_dir).expanduser()), train=train, download=True)
     except Exception as err:  # torchvision raises RuntimeError/URLError/OSError offline
         raise RuntimeError(
-            f"downloading MNIST into {mnist_raw_dir(data_dir)} failed ({err}). Without network "
-            "access, copy the four IDX files there by hand and set data.download=false."
+            f"downloading {dataset} into {raw_dir(data_dir, dataset)} failed ({err}). Without "
+            "network access, copy the four IDX files there by hand and set data.download=false."
         ) from err
 
 
 class MNISTDataModule(InMemoryDataModule):
     """MNIST: train/val split of the 60k training images (fixed seed) and the official 10k test."""
+
+    #: torchvision's dataset class, also the folder under data_dir
+    dataset = "MNIST"
 
     def __init__(self, data_dir: str, download: bool = False, val_size: int = 5000,
                  split_seed: int = 12345, image_shape: Sequence[int] = (1, 28, 28),
@@ -77,25 +86,29 @@ class MNISTDataModule(InMemoryDataModule):
 
     def prepare_data(self) -> None:
         # Lightning calls prepare_data on one process only, so downloads never race.
-        if self.download and not all(
-            _find(mnist_raw_dir(self.data_dir), n) for pair in FILES.values() for n in pair
-        ):
-            download_mnist(self.data_dir)
+        raw = raw_dir(self.data_dir, self.dataset)
+        if self.download and not all(_find(raw, n) for pair in FILES.values() for n in pair):
+            download(self.data_dir, self.dataset)
 
     def load_splits(self):
-        images, labels = load_mnist_split(self.data_dir, "train")
-        if not 0 < self.val_size < len(images):
-            raise ValueError(
-                f"data.val_size={self.val_size} must be between 1 and {len(images) - 1} "
-                f"(the training file has {len(images)} images)"
-            )
-        g = torch.Generator().manual_seed(self.split_seed)
-        order = torch.randperm(len(images), generator=g)
-        val, train = order[: self.val_size], order[self.val_size:]
-        rank_zero_info(f"MNIST from {mnist_raw_dir(self.data_dir)}: "
+        images, labels = load_idx_split(self.data_dir, "train", self.dataset)
+        train, val = hold_out(len(images), self.val_size, self.split_seed,
+                              what="the training file")
+        rank_zero_info(f"{self.dataset} from {raw_dir(self.data_dir, self.dataset)}: "
                        f"{len(train)} train, {len(val)} val")
         return {
             "train": (images[train], labels[train]),
             "val": (images[val], labels[val]),
-            "test": load_mnist_split(self.data_dir, "test"),
+            "test": load_idx_split(self.data_dir, "test", self.dataset),
         }
+
+
+class FashionMNISTDataModule(MNISTDataModule):
+    """Fashion-MNIST (Zalando's 28x28 clothing, same files and splits as MNIST), named classes."""
+
+    dataset = "FashionMNIST"
+
+    @property
+    def class_names(self) -> list[str]:
+        """The class names in label order: T-shirt/top, Trouser, ... (torchvision's list)."""
+        return list(torchvision.datasets.FashionMNIST.classes)

@@ -6,3 +6,15 @@ from vaelab.metrics.image_quality import (
 )
 
 __all__ = ["SampleFidelity", "load_inception", "reconstruction_metrics", "to_rgb_uint8"]
+from vaelab.metrics.disentanglement import (  # noqa: E402
+    FactorSampler,
+    beta_vae_score,
+    dci,
+    factor_vae_score,
+    mig,
+    modularity_explicitness,
+    sap,
+)
+
+__all__ += ["FactorSampler", "beta_vae_score", "dci", "factor_vae_score", "mig",
+            "modularity_explicitness", "sap"]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchmetrics import MetricCollection
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.image import (
     FrechetInceptionDistance,
     KernelInceptionDistance,
@@ -13,6 +13,7 @@ from torchmetrics.image import (
     StructuralSimilarityIndexMeasure,
 )
 from torchmetrics.regression import MeanSquaredError
+from torchmetrics.utilities import dim_zero_cat
 
 
 def reconstruction_metrics(ssim_kernel_size: int = 11) -> MetricCollection:
@@ -57,30 +58,34 @@ def load_inception(weights_path: str | None = None) -> nn.Module:
         ) from err
 
 
-class SampleFidelity:
-    """FID and KID between real and generated images, each image's features computed once.
+class SampleFidelity(Metric):
+    """FID and KID between real and generated images, as one torchmetrics Metric whose features
+    (each image's computed once) are gathered from every DDP rank before compute().
 
     `feature_extractor` maps uint8 RGB images [B, 3, H, W] to features [B, F] (Inception-v3,
     or any stand-in module).
     """
 
+    full_state_update = False
+
     def __init__(self, feature_extractor: nn.Module, kid_subsets: int = 100,
                  kid_subset_size: int = 1000):
-        self.extractor = feature_extractor.eval()
+        super().__init__()
+        self.extractor = feature_extractor.eval().requires_grad_(False)
         self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
-        self.real: list[torch.Tensor] = []
-        self.fake: list[torch.Tensor] = []
+        self.add_state("real", default=[], dist_reduce_fx="cat")
+        self.add_state("fake", default=[], dist_reduce_fx="cat")
 
     @torch.no_grad()
     def update(self, images: torch.Tensor, real: bool) -> None:
         """Add images in [0, 1], [B, C, H, W], to the real or the generated set."""
-        device = next(self.extractor.parameters(), torch.empty(0)).device
-        features = self.extractor(to_rgb_uint8(images).to(device)).flatten(1).double().cpu()
+        device = next(self.extractor.parameters(), images).device
+        features = self.extractor(to_rgb_uint8(images).to(device)).flatten(1).double()
         (self.real if real else self.fake).append(features)
 
     def compute(self) -> dict[str, float]:
         """{"fid", "kid_mean", "kid_std", "num_real", "num_fake"}."""
-        real, fake = torch.cat(self.real), torch.cat(self.fake)
+        real, fake = (dim_zero_cat(s).cpu() for s in (self.real, self.fake))
         n = min(len(real), len(fake))
         if n < 2:
             raise ValueError(f"FID/KID need at least 2 real and 2 generated images, got "

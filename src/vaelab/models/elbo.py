@@ -3,9 +3,11 @@
 import torch
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """z = mu + sigma * eps with eps ~ N(0, I); [B, D] -> [B, D]."""
-    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """z = mu + sigma * eps, eps ~ N(0, I) (from `generator` if given); [B, D] -> [B, D]."""
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + torch.exp(0.5 * logvar) * eps
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,9 @@ Each schedule's `loss` returns one value per image whose batch mean is the objec
 can average and log it like every other per-image quantity. `step` is the optimizer step.
 """
 
+import inspect
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import torch
 
@@ -139,18 +141,24 @@ class CapacityAnnealing(KLSchedule):
         return {"capacity": self.capacity(step)}
 
 
-def check_kl_schedule(kl_schedule: KLSchedule | None, beta: float) -> KLSchedule:
-    """The schedule to use (constant beta if none), refusing a beta that would be ignored."""
-    if kl_schedule is None:
+def build_kl_schedule(schedule: Callable[..., KLSchedule] | KLSchedule | None,
+                      beta: float) -> KLSchedule:
+    """The schedule with `model.beta`, the one place beta is set, as its target weight.
+
+    `schedule` is a partial from the config (`_partial_: true`) or a class; a schedule without
+    a KL weight (capacity) refuses a beta that would be ignored.
+    """
+    if schedule is None:
         return ConstantBeta(beta)
-    if kl_schedule.beta is None and beta != 1.0:
+    if isinstance(schedule, KLSchedule):
+        raise TypeError("pass the schedule as a class or functools.partial, without beta: "
+                        "the VAE gives it model.beta")
+    if "beta" in inspect.signature(schedule).parameters:
+        return schedule(beta=beta)
+    if beta != 1.0:
+        name = getattr(schedule, "func", schedule).__name__
         raise ValueError(
-            f"model.beta={beta} has no effect with {type(kl_schedule).__name__}: leave model.beta "
-            "at 1 and set the schedule's own parameters (model.kl_schedule.*)"
+            f"model.beta={beta} has no effect with {name}: leave model.beta at 1 and set the "
+            "schedule's own parameters (model.kl_schedule.*)"
         )
-    if kl_schedule.beta is not None and kl_schedule.beta != beta:
-        raise ValueError(
-            f"model.kl_schedule.beta={kl_schedule.beta} differs from model.beta={beta}: set "
-            "model.beta (the schedule configs read it) instead of model.kl_schedule.beta"
-        )
-    return kl_schedule
+    return schedule()

@@ -15,11 +15,14 @@ class RunningMeans(Metric):
 
     full_state_update = False
 
-    def __init__(self, names: Sequence[str]):
+    def __init__(self, names: Sequence[str], persistent: bool = False):
+        """`persistent`: keep the running sums in the module's state_dict (checkpoints)."""
         super().__init__()
         self.names = tuple(names)
-        self.add_state("sums", default=torch.zeros(len(self.names)), dist_reduce_fx="sum")
-        self.add_state("count", default=torch.tensor(0), dist_reduce_fx="sum")
+        self.add_state("sums", default=torch.zeros(len(self.names)), dist_reduce_fx="sum",
+                       persistent=persistent)
+        self.add_state("count", default=torch.tensor(0), dist_reduce_fx="sum",
+                       persistent=persistent)
 
     def update(self, values: torch.Tensor) -> None:
         """Add a batch of per-image values; [B, len(names)]."""

@@ -7,10 +7,12 @@ import lightning as L
 import torch
 from torch import nn
 
+from vaelab.console import log
 from vaelab.models.elbo import gaussian_kl, reparameterize
 from vaelab.models.iwae import iwae_bound, log_importance_weights
-from vaelab.models.kl_schedules import ConstantBeta, KLSchedule, check_kl_schedule
-from vaelab.models.likelihoods import Likelihood
+from vaelab.models.kl_schedules import ConstantBeta, KLSchedule, build_kl_schedule
+from vaelab.models.latents import decode_means
+from vaelab.models.likelihoods import BernoulliLikelihood, Likelihood
 from vaelab.models.running_means import RunningMeans
 
 STAGES = ("train", "val", "test")
@@ -33,6 +35,14 @@ def check_objective(objective: str, num_samples: int, kl_schedule: KLSchedule) -
                          "and model/kl_schedule=constant, or model.objective=elbo")
 
 
+def check_number(key: str, value, low: float, integer: bool = False) -> None:
+    """A one-line error naming the config key and its valid range."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not value >= low:
+        kind = "a whole number" if integer else "a number"
+        raise ValueError(f"{key}={value!r}: give {kind} >= {low:g}")
+
+
 class VAE(L.LightningModule):
     """Encoder -> (mu, logvar) -> z = mu + sigma * eps -> decoder -> likelihood parameters."""
 
@@ -46,14 +56,14 @@ class VAE(L.LightningModule):
         beta: float = 1.0,
         scheduler: Callable | None = None,
         scheduler_monitor: str = "val/elbo",
-        kl_schedule: KLSchedule | None = None,
+        kl_schedule: Callable[..., KLSchedule] | None = None,
         objective: str = "elbo",
         num_samples: int = 1,
     ):
         super().__init__()
-        if beta < 0:
-            raise ValueError(f"model.beta must be >= 0, got {beta}")
-        self.kl_schedule = check_kl_schedule(kl_schedule, beta)
+        check_number("model.latent_dim", latent_dim, low=1, integer=True)
+        check_number("model.beta", beta, low=0)
+        self.kl_schedule = build_kl_schedule(kl_schedule, beta)
         check_objective(objective, num_samples, self.kl_schedule)
         self.save_hyperparameters(
             ignore=["encoder", "decoder", "likelihood", "optimizer", "scheduler", "kl_schedule"],
@@ -70,10 +80,12 @@ class VAE(L.LightningModule):
         self.objective = objective
         self.num_samples = num_samples
         # Per-image values averaged over the whole split and reduced across DDP ranks by
-        # torchmetrics, so logged numbers are exact dataset means.
-        self.metrics = nn.ModuleDict({f"{s}_means": RunningMeans(METRICS) for s in STAGES})
-        #: The resolved run config; train.py sets it so a checkpoint alone can rebuild the run.
-        self.run_config: dict | None = None
+        # torchmetrics, so logged numbers are exact dataset means. The training sums are saved
+        # in checkpoints, so an epoch resumed mid-way still reports the whole epoch's means.
+        self.metrics = nn.ModuleDict({f"{s}_means": RunningMeans(METRICS, persistent=s == "train")
+                                      for s in STAGES})
+        #: whether bits/dim are a valid measure for this likelihood on this data (first batch)
+        self._bpd_valid: bool | None = None
 
     # -- the model ---------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,14 +99,13 @@ class VAE(L.LightningModule):
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Mean image decoded from the posterior mean; [B, C, H, W] -> [B, C, H, W]."""
-        mu, _ = self.encode(x)
-        return self.likelihood.mean(self.decode(mu))
+        return decode_means(self, self.encode(x)[0])
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Mean images for z ~ N(0, I); -> [n, C, H, W]."""
-        z = torch.randn(n, self.latent_dim, generator=generator, device="cpu").to(self.device)
-        return self.likelihood.mean(self.decode(z))
+        """Mean images for z ~ N(0, I) (drawn on the CPU, so a seed gives the same z on every
+        device); -> [n, C, H, W]."""
+        return decode_means(self, torch.randn(n, self.latent_dim, generator=generator))
 
     def kl_weight(self) -> float | None:
         """The KL weight (beta) at the current step; None for the capacity objective."""
@@ -106,10 +117,14 @@ class VAE(L.LightningModule):
         mu, logvar = self.encode(x)
         z = reparameterize(mu, logvar)
         params = self.decode(z)
-        if params.shape != x.shape:
+        expected = (x.shape[0], *self.likelihood.param_shape(x.shape[1:]))
+        if params.shape != expected:
             raise ValueError(
-                f"decoder output {tuple(params.shape)} does not match the data {tuple(x.shape)}: "
-                "give model.encoder/decoder the data's image_shape (${data.image_shape})"
+                f"decoder output {tuple(params.shape)} is not the {expected} that "
+                f"{type(self.likelihood).__name__} needs for data {tuple(x.shape)}: give "
+                "model.encoder/decoder the data's image_shape (${data.image_shape}) and "
+                "model.decoder.out_channels=${vaelab.param_channels:${model.likelihood},"
+                "${data.image_shape}}"
             )
         recon = -self.likelihood.log_prob(params, x)
         kl_per_dim = gaussian_kl(mu, logvar)
@@ -118,26 +133,53 @@ class VAE(L.LightningModule):
                 "mu": mu, "logvar": logvar}
 
     # -- Lightning ---------------------------------------------------------------------------
-    def _step(self, batch, stage: str) -> torch.Tensor:
-        x, _ = batch
-        out = self(x)
+    def objective_per_image(self, x: torch.Tensor, out: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The training objective per image [B] (its batch mean is the loss)."""
         if self.objective == "iwae":
             # Fresh samples for the bound; the logged elbo/recon/kl stay the one-sample ELBO.
             log_w = log_importance_weights(self, x, out["mu"], out["logvar"], self.num_samples)
-            per_image_loss = -iwae_bound(log_w)
-        else:
-            per_image_loss = self.kl_schedule.loss(out["recon"], out["kl_per_dim"],
-                                                   self.global_step)
+            return -iwae_bound(log_w)
+        return self.kl_schedule.loss(out["recon"], out["kl_per_dim"], self.global_step)
+
+    def bits_per_dim_valid(self, x: torch.Tensor) -> bool:
+        """Whether -ELBO in bits/dim means anything here (asked once, on the first batch)."""
+        if self._bpd_valid is None:
+            self._bpd_valid = self.likelihood.bits_per_dim_valid(x)
+            if not self._bpd_valid and isinstance(self.likelihood, BernoulliLikelihood):
+                log.warning("a Bernoulli likelihood on grey-level pixels is not a normalised "
+                            "density, so no bits/dim are logged: binarise the data "
+                            "(data.binarize=dynamic) or use model/likelihood=continuous_bernoulli")
+        return self._bpd_valid
+
+    @property
+    def reports_bpd(self) -> bool:
+        """Whether bits/dim are logged (known after the first batch)."""
+        return bool(self._bpd_valid)
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        x = batch[0]
+        out = self(x)
+        per_image_loss = self.objective_per_image(x, out)
         loss = per_image_loss.mean()
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"{stage} loss is {loss.item()} at global step {self.global_step}: lower "
                 "model.optimizer.lr, set trainer.gradient_clip_val, or check the data for NaNs"
             )
+        self.bits_per_dim_valid(x)
         bpd = -out["elbo"] / (x[0].numel() * math.log(2))
         self.metrics[f"{stage}_means"].update(
             torch.stack([per_image_loss, out["elbo"], out["recon"], out["kl"], bpd], dim=1))
         return loss
+
+    def running_means(self, stage: str) -> dict[str, float]:
+        """The epoch-so-far means of this rank (for progress bars; not reduced across ranks)."""
+        metric = self.metrics[f"{stage}_means"]
+        if not metric.update_called or metric.count == 0:
+            return {}
+        values = (metric.sums / metric.count).tolist()
+        return {name: v for name, v in zip(metric.names, values)
+                if name != "bpd" or self.reports_bpd}
 
     def _log_epoch_metrics(self, stage: str) -> None:
         # Logged once per epoch rather than per step: a per-step self.log costs Lightning more
@@ -146,7 +188,7 @@ class VAE(L.LightningModule):
         if not metric.update_called:
             return
         for name, value in metric.compute().items():
-            if name == "bpd" and not self.likelihood.discrete:
+            if name == "bpd" and not self.reports_bpd:
                 continue  # bits/dim is only meaningful for a probability mass
             # compute() already reduced across ranks; sync_dist averages equal values
             self.log(f"{stage}/{name}", value, prog_bar=name in ("loss", "elbo"), sync_dist=True)
@@ -160,6 +202,11 @@ class VAE(L.LightningModule):
 
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
+
+    def on_train_epoch_start(self) -> None:
+        # An epoch resumed mid-way keeps the sums restored from its checkpoint.
+        if self.trainer.fit_loop.epoch_loop.batch_progress.current.processed == 0:
+            self.metrics["train_means"].reset()
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch_metrics("train")
@@ -182,8 +229,3 @@ class VAE(L.LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "monitor": self.scheduler_monitor,
                              "interval": "epoch"},
         }
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        if self.run_config is not None:
-            checkpoint["run_config"] = self.run_config
-

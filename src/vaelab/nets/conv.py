@@ -52,13 +52,16 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """z -> linear -> transposed convs that retrace the encoder's sizes; -> [B, C, H, W]."""
+    """z -> linear -> transposed convs that retrace the encoder's sizes; [B, latent_dim] ->
+    [B, out_channels, H, W] (out_channels: the likelihood's parameters, default C)."""
 
     def __init__(self, image_shape: Sequence[int], latent_dim: int,
                  channels: Sequence[int] = (64, 32), kernel_size: int = 4, stride: int = 2,
-                 padding: int = 1, batch_norm: bool = False, activation: str = "relu"):
+                 padding: int = 1, batch_norm: bool = False, activation: str = "relu",
+                 out_channels: int | None = None):
         super().__init__()
         c, h, w = image_shape
+        out_channels = c if out_channels is None else out_channels
         # The sizes a mirrored encoder would pass through, smallest first.
         heights = conv_output_sizes(h, len(channels), kernel_size, stride, padding)[::-1]
         widths = conv_output_sizes(w, len(channels), kernel_size, stride, padding)[::-1]
@@ -69,7 +72,7 @@ class ConvDecoder(nn.Module):
             nn.Unflatten(1, (channels[0], heights[0], widths[0])),
         )
         layers: list[nn.Module] = []
-        outs = [*channels[1:], c]
+        outs = [*channels[1:], out_channels]
         for i, (c_in, c_out) in enumerate(zip(channels, outs)):
             # output_padding picks, of the sizes a stride-s transposed conv can reach, the one
             # the encoder came from, so odd sizes (7x7, 28x28, 30x30) come back exactly.

@@ -24,17 +24,20 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    """z -> hidden layers -> likelihood parameters; [B, latent_dim] -> [B, C, H, W]."""
+    """z -> hidden layers -> likelihood parameters; [B, latent_dim] -> [B, out_channels, H, W]
+    (out_channels: the likelihood's parameters, default C)."""
 
     def __init__(self, image_shape: Sequence[int], latent_dim: int,
-                 hidden_dims: Sequence[int] = (512,), activation: str = "relu"):
+                 hidden_dims: Sequence[int] = (512,), activation: str = "relu",
+                 out_channels: int | None = None):
         super().__init__()
-        self.image_shape = tuple(image_shape)
+        c, *spatial = image_shape
+        output_shape = (c if out_channels is None else out_channels, *spatial)
         sizes = [latent_dim, *hidden_dims]
         self.body = nn.Sequential(
             mlp(sizes, activation),
-            nn.Linear(sizes[-1], math.prod(image_shape)),
-            nn.Unflatten(1, self.image_shape),
+            nn.Linear(sizes[-1], math.prod(output_shape)),
+            nn.Unflatten(1, output_shape),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """Pure plotting: tensors (and a VAE to decode with) in, image tensors or figures out."""
 
+from vaelab.viz.figure_set import FIGURES, FigureSet
 from vaelab.viz.grids import (
     interpolate,
     interpolation_grid,
@@ -11,10 +12,10 @@ from vaelab.viz.grids import (
 )
 from vaelab.viz.images import figure_to_image, save_png
 from vaelab.viz.plots import kl_per_dim_chart, kl_per_dimension, latent_scatter, project_2d
-from vaelab.viz.render import FIGURES, render_figures
 
 __all__ = [
     "FIGURES",
+    "FigureSet",
     "figure_to_image",
     "interpolate",
     "interpolation_grid",
@@ -27,6 +28,5 @@ __all__ = [
     "prior_sample_grid",
     "project_2d",
     "reconstruction_grid",
-    "render_figures",
     "save_png",
 ]

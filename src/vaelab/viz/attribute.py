@@ -2,12 +2,9 @@
 
 from collections.abc import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
+import torch
+from matplotlib.figure import Figure
+from torchvision.utils import make_grid
 
 
 def attribute_sweep_grid(inputs: torch.Tensor, decoded: torch.Tensor,
@@ -24,14 +21,16 @@ def attribute_sweep_grid(inputs: torch.Tensor, decoded: torch.Tensor,
 
 
 def attribute_sweep_figure(inputs: torch.Tensor, decoded: torch.Tensor, alphas: Sequence[float],
-                           title: str, padding: int = 2) -> plt.Figure:
+                           title: str, padding: int = 2) -> Figure:
     """attribute_sweep_grid with columns labelled "input", "alpha=...", and a title."""
     grid = attribute_sweep_grid(inputs, decoded, padding)
     n, (h, w) = len(inputs), inputs.shape[-2:]
     cols = 1 + len(alphas)
     scale = max(1.0, 48 / w)  # small images (MNIST, 16 px tests) drawn larger for legibility
-    fig, ax = plt.subplots(figsize=(max(3.0, cols * (w + padding) * scale / 60),
-                                    n * (h + padding) * scale / 60 + 0.8), dpi=100)
+    # The object API on Agg's canvas: no pyplot state, safe on headless machines.
+    fig = Figure(figsize=(max(3.0, cols * (w + padding) * scale / 60),
+                          n * (h + padding) * scale / 60 + 0.8), dpi=100)
+    ax = fig.add_subplot()
     ax.imshow(grid.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1,
               interpolation="nearest")
     ax.set_xticks([padding + (w + padding) * (j + 0.5) for j in range(cols)],

@@ -8,18 +8,15 @@ import math
 from collections.abc import Sequence
 
 import torch
-from scipy.stats import norm
 from torch import nn
+from torch.distributions import Normal
 from torchvision.utils import make_grid
+
+from vaelab.models.latents import decode_means
 
 #: Grid lines between tiles are white, so dark-background digits stay apart.
 PAD_VALUE = 1.0
 INTERPOLATIONS = ("linear", "spherical")
-
-
-def decode_images(model: nn.Module, z: torch.Tensor) -> torch.Tensor:
-    """Display images E[x|z]; [N, D] -> [N, C, H, W]."""
-    return model.likelihood.mean(model.decode(z))
 
 
 def _grid(images: torch.Tensor, ncol: int, padding: int) -> torch.Tensor:
@@ -49,11 +46,13 @@ def prior_sample_grid(model: nn.Module, num_samples: int = 64, ncol: int = 8, se
 
 
 def manifold_values(grid_size: int, quantiles: Sequence[float] = (0.05, 0.95)) -> torch.Tensor:
-    """Latent values evenly spaced in prior probability: norm.ppf(linspace(q0, q1, n)); -> [n]."""
+    """Latent values evenly spaced in prior probability: the standard normal's inverse CDF at
+    linspace(q0, q1, n); -> float64 [n]."""
     low, high = quantiles
     if not 0.0 < low < high < 1.0:
         raise ValueError(f"manifold quantiles must satisfy 0 < low < high < 1, got {quantiles}")
-    return torch.from_numpy(norm.ppf(torch.linspace(low, high, grid_size).double().numpy()))
+    probabilities = torch.linspace(low, high, grid_size, dtype=torch.float64)
+    return Normal(torch.zeros_like(probabilities), 1.0).icdf(probabilities)
 
 
 @torch.no_grad()
@@ -71,7 +70,7 @@ def latent_manifold(model: nn.Module, grid_size: int = 15,
     z = torch.zeros(grid_size, grid_size, latent_dim)
     z[..., dims[0]] = values.view(1, -1)
     z[..., dims[1]] = values.flip(0).view(-1, 1)
-    images = decode_images(model, z.flatten(0, 1).to(_device(model)))
+    images = decode_means(model, z.flatten(0, 1))
     return _grid(images, grid_size, padding)
 
 
@@ -115,7 +114,7 @@ def interpolation_grid(model: nn.Module, start_images: torch.Tensor, end_images:
     mu_start, _ = model.encode(start_images)
     mu_end, _ = model.encode(end_images)
     path = interpolate(mu_start, mu_end, steps, method)
-    decoded = decode_images(model, path.flatten(0, 1)).unflatten(0, path.shape[:2])
+    decoded = decode_means(model, path.flatten(0, 1)).unflatten(0, path.shape[:2])
     rows = torch.cat([start_images.unsqueeze(1), decoded, end_images.unsqueeze(1)], dim=1)
     return _grid(rows.flatten(0, 1), steps + 2, padding)
 
@@ -134,8 +133,4 @@ def latent_traversal_grid(model: nn.Module, base: torch.Tensor,
     z = base.view(1, 1, -1).repeat(len(dims), steps, 1)
     for row, d in enumerate(dims):
         z[row, :, d] = values
-    return _grid(decode_images(model, z.flatten(0, 1)), steps, padding)
-
-
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+    return _grid(decode_means(model, z.flatten(0, 1)), steps, padding)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image
+from torchvision.utils import save_image
 
 
 def figure_to_image(fig: Figure) -> torch.Tensor:
@@ -24,9 +24,9 @@ def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
 
 
 def save_png(image: torch.Tensor, path: str | Path) -> Path:
-    """Write float [C, H, W] in [0, 1] to `path` as PNG, creating its folder."""
+    """Write float [C, H, W] in [0, 1] to `path` as PNG (torchvision's save_image), creating
+    its folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = to_uint8_hwc(image)
-    Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(path)
+    save_image(image.detach().cpu(), path, format="png")
     return path

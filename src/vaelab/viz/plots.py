@@ -56,8 +56,9 @@ def class_colours(classes: Sequence[int]) -> dict[int, tuple]:
 
 def latent_scatter(mu: torch.Tensor, labels: torch.Tensor | None = None, method: str = "pca",
                    seed: int = 0, figsize: Sequence[float] = (6.0, 5.0), dpi: int = 100,
-                   point_size: float = 4.0) -> Figure:
-    """Posterior means mu [N, D] in the plane (projected if D > 2), one colour per label [N]."""
+                   point_size: float = 4.0, names: Sequence[str] | None = None) -> Figure:
+    """Posterior means mu [N, D] in the plane (projected if D > 2), one colour per label [N];
+    the legend shows names[label] when `names` is given."""
     xy, (xlabel, ylabel) = project_2d(mu, method, seed)
     fig = Figure(figsize=tuple(figsize), dpi=dpi, layout="constrained")
     ax = fig.add_subplot()
@@ -67,8 +68,9 @@ def latent_scatter(mu: torch.Tensor, labels: torch.Tensor | None = None, method:
         labels = labels.detach().cpu().numpy()
         for c, colour in class_colours(np.unique(labels)).items():
             sel = labels == c
+            label = names[c] if names is not None and 0 <= c < len(names) else str(c)
             ax.scatter(xy[sel, 0], xy[sel, 1], s=point_size, color=colour, alpha=0.6,
-                       linewidths=0, label=str(c))
+                       linewidths=0, label=label)
         ax.legend(title="class", loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=3,
                   frameon=False)
     ax.set_xlabel(xlabel)

@@ -1,0 +1,138 @@
+"""Progress: a rich bar on a terminal; plain log lines where the output is a file (SLURM, nohup,
+a pipe, joblib workers), where a redrawn bar shows nothing until the end.
+
+Both show the current epoch's running means (not the previous epoch's), and both write one
+summary line per epoch to the run's log file.
+"""
+
+import sys
+import time
+from datetime import timedelta
+
+import lightning as L
+from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
+
+from vaelab.console import log
+
+#: the metrics a progress line shows, in this order
+SHOWN = ("train/loss", "train/elbo", "val/elbo", "val/loss")
+
+
+def current_metrics(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
+    """The epoch-so-far training means (this rank's) and the latest validation metrics."""
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in SHOWN}
+    running = getattr(pl_module, "running_means", None)
+    if running is not None:
+        metrics.update({f"train/{k}": v for k, v in running("train").items()
+                        if f"train/{k}" in SHOWN})
+    return metrics
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    return " ".join(f"{k}={metrics[k]:.3f}" for k in SHOWN if k in metrics)
+
+
+def epoch_summary(trainer: L.Trainer, pl_module: L.LightningModule, seconds: float) -> str:
+    return (f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} done in {seconds:.1f} s: "
+            + format_metrics(current_metrics(trainer, pl_module)))
+
+
+class EpochSummaries(L.Callback):
+    """Mixed into both bars: one summary line per epoch (console for the plain bar, the log
+    file only under the rich bar, which shows the numbers itself)."""
+
+    file_only = False
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        super().on_train_epoch_start(trainer, pl_module)
+        self._epoch_started = time.monotonic()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        # Callbacks run before the module's on_train_epoch_end, which logs and resets the
+        # epoch's means, so these are the whole finished epoch's numbers.
+        if trainer.is_global_zero:
+            log.info(epoch_summary(trainer, pl_module, time.monotonic() - self._epoch_started),
+                     extra={"file_only": self.file_only})
+
+
+class RichProgress(EpochSummaries, RichProgressBar):
+    """Lightning's rich bar, showing the current epoch's running means."""
+
+    file_only = True
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        items = super().get_metrics(trainer, pl_module)
+        items.update({k: f"{v:.3f}" for k, v in current_metrics(trainer, pl_module).items()})
+        return items
+
+
+class PlainProgress(EpochSummaries, ProgressBar):
+    """A log line every `every_n_steps` steps or `every_n_seconds` seconds, whichever comes
+    first (step, it/s, ETA, the epoch's running means), and one per epoch."""
+
+    def __init__(self, every_n_steps: int = 500, every_n_seconds: float = 30.0):
+        super().__init__()
+        self.every_n_steps, self.every_n_seconds = every_n_steps, every_n_seconds
+        self._enabled = True
+        self._last_line = 0.0
+        self._start = 0.0
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def _due(self, batch_idx: int) -> bool:
+        now = time.monotonic()
+        if (batch_idx + 1) % self.every_n_steps == 0 or now - self._last_line >= \
+                self.every_n_seconds:
+            self._last_line = now
+            return True
+        return False
+
+    def _rate_and_eta(self, done: int, total: float) -> str:
+        elapsed = max(time.monotonic() - self._start, 1e-9)
+        rate = done / elapsed
+        left = (total - done) / rate if rate > 0 and total != float("inf") else float("nan")
+        eta = str(timedelta(seconds=round(left))) if left == left else "?"
+        return f"{rate:.1f} it/s, ETA {eta}"
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero and self._enabled:
+            log.info(f"training: {trainer.max_epochs} epochs of {self.total_train_batches} steps")
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        super().on_train_epoch_start(trainer, pl_module)
+        self._start = self._last_line = time.monotonic()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if not (self._enabled and trainer.is_global_zero and self._due(batch_idx)):
+            return
+        done, total = batch_idx + 1, self.total_train_batches
+        log.info(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} step {done}/{total} "
+                 f"({self._rate_and_eta(done, total)}) "
+                 + format_metrics(current_metrics(trainer, pl_module)))
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        self._start = self._last_line = time.monotonic()
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int,
+                          dataloader_idx: int = 0) -> None:
+        if not (self._enabled and trainer.is_global_zero and self._due(batch_idx)):
+            return
+        done, total = batch_idx + 1, self.total_test_batches_current_dataloader
+        log.info(f"testing: batch {done}/{total} ({self._rate_and_eta(done, total)})")
+
+
+def progress_bar(refresh_rate: int = 10, every_n_steps: int = 500,
+                 every_n_seconds: float = 30.0, plain: bool | None = None) -> ProgressBar:
+    """The rich bar when stdout is a terminal, else plain lines (`plain` forces either)."""
+    if plain is None:
+        plain = not sys.stdout.isatty()
+    if plain:
+        return PlainProgress(every_n_steps, every_n_seconds)
+    return RichProgress(refresh_rate=refresh_rate)
+

@@ -1,0 +1,143 @@
+"""Every test metric of a trained VAE as torchmetrics Metrics updated in one Lightning test loop,
+so `vaelab-eval trainer=ddp_sim` (or trainer=ddp) evaluates in parallel with the numbers of
+one process: each rank scores its shard of the test set and the metrics add up across ranks.
+"""
+
+import math
+from collections.abc import Callable
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+
+from vaelab.metrics.active_units import ActiveUnits
+from vaelab.metrics.image_quality import SampleFidelity, reconstruction_metrics
+from vaelab.models.iwae import importance_weighted_bounds
+from vaelab.models.running_means import RunningMeans
+from vaelab.models.vae import METRICS, VAE
+
+#: What each metric in metrics.json means (also the table's last column).
+DESCRIPTIONS = {
+    "test/elbo": "ELBO, 1 posterior sample (nats/image), all test images",
+    "test/recon": "-log p(x|z), 1 sample (nats/image)",
+    "test/kl": "KL(q(z|x) || p(z)) (nats/image)",
+    "test/bpd": "-ELBO in bits/dim",
+    "test/loss": "training objective on the test set",
+    "test/nll": "-log p(x), importance-weighted bound with K samples (nats/image)",
+    "test/nll_elbo": "ELBO from the same K samples and images as test/nll (nats/image)",
+    "test/nll_bpd": "-log p(x) in bits/dim",
+    "test/nll_num_samples": "K, importance samples per image",
+    "test/nll_num_images": "test images in the log p(x) estimate (the first N)",
+    "test/active_units": "latent dims with Cov_x(E_q[z|x]) > threshold",
+    "test/latent_dim": "latent dims in total",
+    "test/recon_mse": "MSE, reconstruction mean vs test image",
+    "test/recon_psnr": "PSNR of that MSE (dB)",
+    "test/recon_ssim": "mean SSIM, reconstruction vs test image",
+    "test/fid": "FID, sample means vs test images",
+    "test/kid_mean": "KID, sample means vs test images",
+    "test/kid_std": "KID's standard deviation over subsets",
+    "test/fid_num_samples": "images per side in FID/KID",
+}
+
+
+class Evaluation(L.LightningModule):
+    """Wraps a trained VAE for `trainer.test`: test batches (images, labels, indices) update
+
+    - the one-sample ELBO terms exactly as the VAE's own test step does (the same random draws,
+      so the numbers equal training's final test),
+    - the K-sample importance-weighted bound and its ELBO on the first `nll_images` images,
+    - active units, reconstruction MSE/PSNR/SSIM against `references` (grey levels before
+      binarisation), and FID/KID on the first `fid_images` images (when `fidelity` is given).
+
+    Draws beyond the ELBO's come from generators seeded with `seed` (+ rank), so they do not
+    shift the ELBO's random stream.
+    """
+
+    def __init__(self, model: VAE, references: Callable[[torch.Tensor], torch.Tensor],
+                 num_samples: int, max_decodes: int, nll_images: int | None,
+                 active_threshold: float, ssim_kernel_size: int, seed: int,
+                 fidelity: SampleFidelity | None = None, fid_images: int = 0):
+        super().__init__()
+        self.model = model
+        self.references = references
+        self.num_samples, self.max_decodes, self.nll_images = num_samples, max_decodes, nll_images
+        self.seed = seed
+        self.elbo = RunningMeans(METRICS)
+        self.nll = RunningMeans(("nll", "nll_elbo"))
+        self.active = ActiveUnits(model.latent_dim, active_threshold)
+        self.recon = MetricCollection(reconstruction_metrics(ssim_kernel_size), prefix="recon_")
+        self.fidelity = fidelity
+        self.fid_images = fid_images
+        self.results: dict = {}
+        self._pixels = 0
+
+    def on_test_start(self) -> None:
+        self.model.eval()
+        seed = self.seed + self.global_rank
+        self._generator = torch.Generator(self.device).manual_seed(seed)
+        self._sample_generator = torch.Generator().manual_seed(seed)  # model.sample draws on CPU
+
+    @torch.no_grad()
+    def test_step(self, batch, batch_idx: int) -> None:
+        x, _, index = batch
+        out = self.model(x)
+        self.model.bits_per_dim_valid(x)
+        self._pixels = x[0].numel()
+        bpd = -out["elbo"] / (self._pixels * math.log(2))
+        loss = self.model.objective_per_image(x, out)
+        self.elbo.update(torch.stack([loss, out["elbo"], out["recon"], out["kl"], bpd], dim=1))
+
+        in_nll = index < self.nll_images if self.nll_images is not None else \
+            torch.ones_like(index, dtype=torch.bool)
+        if in_nll.any():
+            log_px, elbo_k = importance_weighted_bounds(
+                self.model, x[in_nll.to(x.device)], self.num_samples, self.max_decodes,
+                self._generator)
+            self.nll.update(torch.stack([-log_px, elbo_k], dim=1))
+
+        mu = out["mu"]
+        self.active.update(mu)
+        reference = self.references(index).to(self.device).float().div_(255.0)
+        self.recon.update(self.model.likelihood.mean(self.model.decode(mu)), reference)
+        if self.fidelity is not None:
+            real = reference[(index < self.fid_images).to(self.device)]
+            if len(real):
+                self.fidelity.update(real, real=True)
+                self.fidelity.update(self.model.sample(len(real), self._sample_generator),
+                                     real=False)
+
+    def on_test_epoch_end(self) -> None:
+        bpd_valid = bool(self.model.reports_bpd)
+        results = {f"test/{k}": float(v) for k, v in self.elbo.compute().items()
+                   if k != "bpd" or bpd_valid}
+        if self.nll.update_called:
+            nll = self.nll.compute()
+            results["test/nll"], results["test/nll_elbo"] = float(nll["nll"]), \
+                float(nll["nll_elbo"])
+            results["test/nll_num_images"] = int(self.nll.count)
+            results["test/nll_num_samples"] = self.num_samples
+            if bpd_valid:
+                results["test/nll_bpd"] = results["test/nll"] / (self._pixels * math.log(2))
+        results["test/active_units"] = int(self.active.compute())
+        results["test/latent_dim"] = self.model.latent_dim
+        results.update({f"test/{k}": float(v) for k, v in self.recon.compute().items()})
+        if self.fidelity is not None:
+            scores = self.fidelity.compute()
+            results.update({"test/fid": scores["fid"], "test/kid_mean": scores["kid_mean"],
+                            "test/kid_std": scores["kid_std"],
+                            "test/fid_num_samples": scores["num_real"]})
+        self.results = results
+        for name, value in results.items():
+            # compute() already reduced across ranks; sync_dist averages equal values
+            self.log(name, float(value), sync_dist=True)
+
+
+def build_feature_extractor(enabled: bool, weights_path: str | None,
+                            feature_extractor: nn.Module | None) -> nn.Module | None:
+    """The FID/KID feature network (None when disabled); fails before any slow work."""
+    from vaelab.metrics.image_quality import load_inception
+
+    if not enabled:
+        return None
+    return feature_extractor if feature_extractor is not None else load_inception(weights_path)
