@@ -1,9 +1,15 @@
-"""The data path alone: vaelab's uint8 batches vs torchvision's per-item DataLoader.
+"""The data path alone: vaelab's uint8 batches vs torch's and torchvision's DataLoaders.
 
 --part mnist: both read the same IDX files and deliver, per step, a [B, 1, 28, 28] float batch
 in [0, 1], dynamically binarised. vaelab slices a uint8 tensor and converts the whole batch;
 torchvision decodes each item to PIL, applies ToTensor and collates. Loading the files and
 building the datasets is not timed.
+
+--part loader: the same in-memory uint8 MNIST training split, shuffled batches, converted to
+floats and dynamically binarised (model_input) each step: vaelab's TensorBatchLoader vs a torch
+DataLoader(dataset, batch_size, sampler=RandomSampler, collate_fn) over a Dataset whose
+`__getitems__(indices)` slices the uint8 tensors, with 0 and --loader-workers worker processes.
+Alternating repeats, median reported.
 
 --part folder: a folder of JPEGs (synthetic, or --folder). Times the image cache's build
 (decode, centre crop, resize) with 1 and with --decode-workers threads, then epochs of float
@@ -12,6 +18,7 @@ DataLoader (CenterCrop, Resize, ToTensor per item, --workers processes, persiste
 warm-up epoch), both giving [B, 3, S, S] floats in [0, 1] with the same pixels.
 
     VAELAB_DATA_DIR=/path/to/data python scripts/bench_data.py
+    VAELAB_DATA_DIR=/path/to/data python scripts/bench_data.py --part loader
     python scripts/bench_data.py --part folder --images 5000 --workers 2 --decode-workers 2
 """
 
@@ -27,12 +34,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchvision import transforms
 from torchvision.datasets import MNIST, ImageFolder
 
-from vaelab.data import ImageFolderDataModule, MNISTDataModule
-from vaelab.data.image_cache import ImageCache
+from vaelab.data import ImageFolderDataModule, MNISTDataModule, TensorBatchLoader
+from vaelab.data.image_decoder import ImageDecoder
 from vaelab.data.image_files import list_images
 
 
@@ -68,6 +75,62 @@ def bench_mnist(args) -> None:
     print(f"ratio vaelab / torchvision     : {a / b:>10.1f}")
 
 
+class SlicedDataset(Dataset):
+    """In-memory uint8 images and labels, fetched a whole batch at a time by slicing."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[i], self.labels[i]
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(uint8 [B, C, H, W], labels [B]): what DataLoader's fetcher asks for per batch."""
+        idx = torch.tensor(indices)
+        return self.images[idx], self.labels[idx]
+
+
+def batch_as_is(batch):
+    """collate_fn: __getitems__ already returns the batch (the default would re-collate it)."""
+    return batch
+
+
+def bench_loader(args) -> None:
+    dm = MNISTDataModule(data_dir=args.data_dir, batch_size=args.batch_size,
+                         binarize="dynamic")
+    images, labels = dm.images("train"), dm.labels("train")
+    dataset = SlicedDataset(images, labels)
+    loaders = {"TensorBatchLoader": TensorBatchLoader(images, labels, args.batch_size,
+                                                      shuffle=True, drop_last=True)}
+    for workers in dict.fromkeys([0, *args.loader_workers]):
+        loaders[f"DataLoader, {workers} workers"] = DataLoader(
+            dataset, batch_size=args.batch_size, sampler=RandomSampler(dataset),
+            collate_fn=batch_as_is, drop_last=True, num_workers=workers,
+            persistent_workers=workers > 0)
+
+    def convert(u8: torch.Tensor) -> torch.Tensor:
+        return dm.model_input(u8, train=True)
+
+    for loader in loaders.values():  # warm-up: worker start, first touch of the pages
+        images_per_second(loader, convert, 20)
+    rates = {name: [] for name in loaders}
+    for r in range(args.repeats):
+        for name, loader in loaders.items():
+            rates[name].append(images_per_second(loader, convert, args.batches))
+        print(f"repeat {r}: " + ", ".join(f"{n} {v[-1]:.0f}" for n, v in rates.items())
+              + " img/s", flush=True)
+    medians = {name: statistics.median(v) for name, v in rates.items()}
+    base = medians["TensorBatchLoader"]
+    print(f"\nin-memory MNIST train ({len(images)} images): {args.batches} shuffled batches of "
+          f"{args.batch_size} + float conversion + dynamic binarisation, median of "
+          f"{args.repeats}, torch threads {torch.get_num_threads()}")
+    for name, rate in medians.items():
+        print(f"{name:<24}: {rate:>9.0f} img/s   ratio to TensorBatchLoader {rate / base:5.2f}")
+
+
 def write_jpegs(root: Path, n: int, width: int, height: int, classes: int = 10) -> None:
     """n smooth random RGB JPEGs (width x height), spread over `classes` class folders."""
     rng = np.random.default_rng(0)
@@ -82,9 +145,9 @@ def write_jpegs(root: Path, n: int, width: int, height: int, classes: int = 10) 
 def time_cache_build(dm: ImageFolderDataModule, workers: int, cache_dir: Path) -> float:
     """Images/s of decoding every file of the folder into a fresh cache with `workers` threads."""
     paths = list_images(dm.data_dir)
-    cache = ImageCache(dm.preprocess, cache_dir, workers)
+    decoder = ImageDecoder(dm.preprocess, cache_dir, workers)
     start = time.perf_counter()
-    cache.load("all", paths, dm.data_dir)
+    decoder.load("all", paths, dm.data_dir)
     return len(paths) / (time.perf_counter() - start)
 
 
@@ -143,7 +206,8 @@ def bench_folder(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["mnist", "folder", "all"], default="mnist")
+    parser.add_argument("--part", choices=["mnist", "loader", "folder", "all"],
+                        default="mnist")
     parser.add_argument("--data-dir", default=os.environ.get("VAELAB_DATA_DIR", "data"),
                         help="folder with MNIST/raw (default: $VAELAB_DATA_DIR)")
     parser.add_argument("--batch-size", type=int, default=128)
@@ -151,6 +215,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="torchvision DataLoader num_workers (default: 0 for MNIST, the "
                              "number of cores for the folder)")
+    parser.add_argument("--loader-workers", type=int, nargs="+", default=[2],
+                        help="loader: DataLoader num_workers tried besides 0")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: default)")
     parser.add_argument("--folder", help="folder: a real folder of class subfolders of images "
@@ -167,6 +233,8 @@ def main() -> None:
     print("command:", shlex.join([sys.executable, *sys.argv]))
     if args.part in ("mnist", "all"):
         bench_mnist(argparse.Namespace(**{**vars(args), "workers": args.workers or 0}))
+    if args.part in ("loader", "all"):
+        bench_loader(args)
     if args.part in ("folder", "all"):
         workers = os.cpu_count() if args.workers is None else args.workers
         bench_folder(argparse.Namespace(**{**vars(args), "workers": workers}))

@@ -16,7 +16,7 @@ import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from vaelab.checkpoints import load_run
+from vaelab.checkpoints import load_run, setup_run_data
 from vaelab.configs import compose_config
 from vaelab.train import train
 
@@ -64,12 +64,12 @@ def main() -> None:
         cfg = compose_config("train", common, tmp / "draws")
         _, model, datamodule = load_run(ckpt)
         drawer = instantiate(cfg.callbacks.latent_viz)
-        figures = drawer.select(model.latent_dim)
+        setup_run_data(datamodule)
         logger = TensorBoardLogger(tmp / "draws")
         draw_seconds = []
         for i in range(args.draws + 1):
             start = time.perf_counter()
-            for name, image in drawer.render(model, datamodule, figures).items():
+            for name, image in drawer.figures.render(model, datamodule).items():
                 drawer.publish(name, image, [logger], step=i, stem=f"draw_{i:03d}")
             draw_seconds.append(time.perf_counter() - start)
         draw_seconds = draw_seconds[1:]  # the first draw also loads the fixed images

@@ -90,8 +90,7 @@ def run_raw(cfg: DictConfig, steps: int, warmup: int) -> tuple[float, float]:
     model = instantiate(cfg.model)  # the same initial weights as vaelab's (same seed)
     encoder, decoder = model.encoder, model.decoder
     optimizer = model.optimizer(params=model.parameters())
-    datamodule.setup("fit")
-    images = datamodule.splits["train"][0]
+    images = datamodule.images("train")
     batch_size = cfg.data.batch_size
     per_epoch = len(images) // batch_size
     order = torch.randperm(len(images))

@@ -21,6 +21,19 @@ os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 
+def run_if(min_gpus: int = 0, bf16: bool = False) -> list[pytest.MarkDecorator]:
+    """Marks that skip a test unless the machine has `min_gpus` CUDA GPUs (and bf16 on them);
+    GPU tests also carry the `gpu` marker (pytest -m gpu runs only them)."""
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    reasons = []
+    if gpus < min_gpus:
+        reasons.append(f"needs {min_gpus} CUDA GPU(s), found {gpus}")
+    elif bf16 and not torch.cuda.is_bf16_supported():
+        reasons.append("needs a GPU with bfloat16")
+    marks = [pytest.mark.skipif(bool(reasons), reason="; ".join(reasons))]
+    return marks + ([pytest.mark.gpu] if min_gpus else [])
+
+
 FAST = [
     "trainer.accelerator=cpu",
     "trainer.enable_progress_bar=false",
@@ -111,29 +124,39 @@ def write_celeba(root: Path, images: np.ndarray, attributes: np.ndarray, partiti
                 "".join(f"{n} {i}\n" for n, i in zip(names, identity, strict=True)))
     return root
 
+def run_command(cwd: Path, args: list[str], expect_ok: bool = True, timeout: float = 300,
+                module: bool = True, wait: bool = True):
+    """`python -m <args[0]> <args[1:]>` (or `python <args>` with module=False) in cwd, its
+    stdout a pipe (as under SLURM or nohup); returns the output (stdout and stderr), or the
+    Popen with wait=False. expect_ok=False expects a non-zero exit."""
+    cmd = [sys.executable, *(["-m"] if module else []), *args]
+    # its own process group, so a hung run's DDP ranks can be killed with it
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    if not wait:
+        return proc
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+    assert (proc.returncode == 0) == expect_ok, \
+        f"{' '.join(cmd)} exited {proc.returncode}:\n{out[-3000:]}"
+    return out
+
+
 @pytest.fixture
 def train_cli(tmp_path):
-    """train_cli(args) runs `python -m vaelab.train *args` in tmp_path (outputs/ lands there)
-    and returns its output; wait=False returns the Popen instead of waiting for it, and
+    """train_cli(args) runs `python -m vaelab.train *args` in tmp_path (outputs/ lands there),
+    without progress bars, and returns its output; wait=False returns the Popen instead, and
     expect_ok=False expects a non-zero exit (a sweep with a failed job)."""
 
     def _run(args: list[str], wait: bool = True, timeout: float = 120, expect_ok: bool = True):
         flags = [a for a in args if a.startswith("-")]  # e.g. -m, before the overrides
-        cmd = [sys.executable, "-m", "vaelab.train", *flags, "callbacks.progress=null",
-               "callbacks.model_summary=null", "trainer.enable_progress_bar=false",
-               *(a for a in args if not a.startswith("-"))]
-        # its own process group, so a hung run's DDP ranks can be killed with it
-        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        if not wait:
-            return proc
-        try:
-            out, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, _ = proc.communicate()
-        assert (proc.returncode == 0) == expect_ok, \
-            f"{' '.join(cmd)} exited {proc.returncode}:\n{out[-3000:]}"
-        return out
+        overrides = [a for a in args if not a.startswith("-")]
+        return run_command(tmp_path, ["vaelab.train", *flags, "callbacks.progress=null",
+                                      "callbacks.model_summary=null",
+                                      "trainer.enable_progress_bar=false", *overrides],
+                           expect_ok=expect_ok, timeout=timeout, wait=wait)
 
     return _run

@@ -18,7 +18,7 @@ EVAL = ["iwae.num_samples=20", "iwae.max_decodes=2000", "fid.num_samples=200",
 
 @pytest.fixture
 def iwae_checkpoint(make_cfg, tmp_path) -> Path:
-    train(make_cfg(["model.objective=iwae", "model.num_samples=2", "trainer.max_epochs=1",
+    train(make_cfg(["model/objective=iwae", "model.objective.num_samples=2", "trainer.max_epochs=1",
                     "logger=none", "test=false"], output_dir=tmp_path / "run"))
     return tmp_path / "run" / "checkpoints" / "last.ckpt"
 
@@ -62,3 +62,47 @@ def test_eval_of_a_missing_checkpoint_says_what_to_pass(make_cfg, tmp_path):
     cfg = make_cfg([f"ckpt_path={tmp_path / 'nope.ckpt'}"], name="eval")
     with pytest.raises(FileNotFoundError, match="checkpoints/last.ckpt"):
         evaluate(cfg)
+
+
+def test_the_nll_subset_has_its_own_elbo_from_the_same_samples(make_cfg, tmp_path):
+    metrics = train(make_cfg(["trainer.max_epochs=1", "logger=none", "test=false"]))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    result = evaluate(make_cfg([f"ckpt_path={ckpt}", "fid.enabled=false", "logger=none",
+                                "iwae.num_samples=50", "iwae.num_images=40"], name="eval",
+                               output_dir=tmp_path / "eval"))
+    assert result["test/nll_num_images"] == 40
+    # on the same 40 images: ELBO <= log p(x) bound, and the gap is what K=50 samples buy
+    assert -result["test/nll"] >= result["test/nll_elbo"]
+    assert result["test/nll_elbo"] != pytest.approx(result["test/elbo"], abs=1e-3)
+    assert metrics["val/elbo"] < 0
+
+
+def test_eval_of_moved_data_names_its_own_option(make_cfg, mnist_root, tmp_path):
+    train(make_cfg(["data=mnist", f"data.data_dir={mnist_root}", "data.val_size=20",
+                    "data.batch_size=16", "trainer.max_epochs=1", "logger=none", "test=false"]))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    cfg = make_cfg([f"ckpt_path={ckpt}", f"data_dir={tmp_path / 'elsewhere'}",
+                    "fid.enabled=false"], name="eval", output_dir=tmp_path / "eval")
+    with pytest.raises(FileNotFoundError, match=r"data_dir=<folder>") as error:
+        evaluate(cfg)
+    assert "data.data_dir" not in str(error.value)
+    assert not (tmp_path / "eval" / "metrics.json").exists()
+
+
+def test_eval_on_two_processes_agrees_with_one(make_cfg, tmp_path):
+    """vaelab-eval trainer=ddp_sim: two CPU processes, each scoring half the test set."""
+    from conftest import run_command
+
+    train(make_cfg(["trainer.max_epochs=2", "logger=none", "test=false"]))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    common = [f"ckpt_path={ckpt}", "fid.enabled=false", "iwae.num_samples=64", "logger=none",
+              "callbacks.progress=null"]
+    single = evaluate(make_cfg(common, name="eval", output_dir=tmp_path / "single"))
+    run_command(tmp_path, ["vaelab.eval", *common, "trainer=ddp_sim",
+                           f"hydra.run.dir={tmp_path / 'ddp'}"], timeout=300)
+    ddp = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert ddp["test/nll_num_images"] == single["test/nll_num_images"] == 300
+    for key in ("test/elbo", "test/nll", "test/nll_elbo"):
+        assert abs(ddp[key] - single[key]) < 0.5, key
+    assert ddp["test/active_units"] == single["test/active_units"]
+    assert ddp["test/recon_mse"] == pytest.approx(single["test/recon_mse"], rel=1e-5)

@@ -17,6 +17,8 @@ from vaelab.models.iwae import (
     log_importance_weights,
     standard_normal_log_prob,
 )
+from vaelab.models.kl_schedules import LinearWarmup
+from vaelab.models.objectives import IWAE
 from vaelab.nets import MLPDecoder, MLPEncoder
 from vaelab.train import train
 
@@ -118,7 +120,7 @@ def test_bound_equals_log_likelihood_when_the_posterior_is_exact():
 
 
 def test_iwae_objective_trains_and_bounds_the_elbo(make_cfg):
-    metrics = train(make_cfg(["model.objective=iwae", "model.num_samples=4",
+    metrics = train(make_cfg(["model/objective=iwae", "model.objective.num_samples=4",
                               "trainer.max_epochs=1", "logger=csv", "test=false"]))
     for name in ("train/loss", "train/elbo", "val/loss", "val/elbo"):
         assert math.isfinite(metrics[name])
@@ -126,11 +128,26 @@ def test_iwae_objective_trains_and_bounds_the_elbo(make_cfg):
     assert -metrics["val/loss"] > metrics["val/elbo"]
 
 
+@torch.no_grad()
+def test_iwae_objective_is_minus_the_bound_from_fresh_samples():
+    model = VAE(MLPEncoder(SHAPE, 4, [32]), MLPDecoder(SHAPE, 4, [32]), BernoulliLikelihood(), 4,
+                partial(torch.optim.Adam, lr=1e-3), objective=partial(IWAE, num_samples=7))
+    x = binary_images()
+    torch.manual_seed(5)
+    out = model(x)
+    loss = model.objective_per_image(x, out)
+    torch.manual_seed(5)
+    model(x)  # the same forward draws, then the bound's 7 samples per image again
+    log_w = log_importance_weights(model, x, out["mu"], out["logvar"], 7)
+    torch.testing.assert_close(loss, -iwae_bound(log_w))
+
+
 @pytest.mark.parametrize("settings, problem", [
-    ({"objective": "iwea"}, "model.objective must be one of"),
-    ({"objective": "iwae", "num_samples": 4, "beta": 4.0}, "no KL weight"),
-    ({"num_samples": 5}, "needs model.objective=iwae"),
-    ({"objective": "iwae", "num_samples": 0}, "model.num_samples must be >= 1"),
+    ({"objective": partial(IWAE, num_samples=4), "beta": 4.0},
+     r"model.beta=4.0 has no effect with model/objective=iwae"),
+    ({"objective": IWAE, "kl_schedule": partial(LinearWarmup, warmup_steps=10)},
+     r"model/objective=iwae does not schedule the KL term.*model/kl_schedule=constant"),
+    ({"objective": partial(IWAE, num_samples=0)}, r"model.objective.num_samples=0: give a whole"),
 ])
 def test_bad_objective_settings_are_refused(settings, problem):
     with pytest.raises(ValueError, match=problem):

@@ -108,6 +108,8 @@ def test_vae_gives_its_beta_to_the_schedule_and_refuses_an_ignored_beta():
 def test_every_schedule_config_builds_its_schedule(name, tmp_path):
     beta = "1" if name == "capacity" else "4"
     cfg = compose_config("train", [f"model/kl_schedule={name}", f"model.beta={beta}"], tmp_path)
-    schedule = instantiate(cfg.model).kl_schedule
+    model = instantiate(cfg.model)
+    schedule = model.kl_schedule
     assert schedule.beta == (None if name == "capacity" else 4.0)
+    assert model.objective.name == "elbo" and model.objective.kl_schedule is schedule
     assert isinstance(schedule, BetaSchedule) == (name != "capacity")

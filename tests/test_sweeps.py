@@ -40,9 +40,8 @@ def test_beta_grid_sweep_and_report(tmp_path, multirun):
     multirun(sweep, "model.beta=0.25,1,8", "model.optimizer.lr=3e-3", "trainer.max_epochs=3")
     jobs = sorted(p.name for p in sweep.iterdir() if (p / ".hydra").is_dir())
     assert len(jobs) == 3
-    # one flat, readable folder per job, named by its overrides
-    assert [j.split("_", 1)[0] for j in jobs] == ["0", "1", "2"]
-    assert all(f"beta-{b}_" in j for j, b in zip(jobs, ("0.25", "1", "8"), strict=True))
+    # one flat, readable folder per job, named by its swept overrides
+    assert jobs == ["0_beta-0.25", "1_beta-1", "2_beta-8"]  # only the swept key
 
     report_main([str(sweep), "--samples", "4"])
     rows = read_table(sweep)
@@ -121,12 +120,22 @@ def test_job_folder_names_are_short_readable_and_valid_overrides():
     assert override.value() == f"out/0_{name}/last.ckpt"
 
 
-def test_mnist_beta_sweep_recipe_is_a_five_job_multirun(tmp_path):
+def test_mnist_beta_sweep_recipe_launches_one_beta_vae_per_beta(tmp_path):
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.utils import instantiate
+
     cfg = compose_config("train", ["experiment=mnist_beta_sweep"], tmp_path)
     assert cfg.hydra.mode.name == "MULTIRUN"
-    assert cfg.hydra.sweeper.params["model.beta"] == "0.5,1,2,4,8"
-    assert cfg.data._target_.endswith("MNISTDataModule")
-    assert cfg.model.kl_schedule._target_.endswith("ConstantBeta")
+    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
+    (jobs,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params), None)
+    betas = []
+    for overrides in jobs:  # what each job of the sweep trains
+        job = compose_config("train", ["experiment=mnist_beta_sweep", *overrides], tmp_path)
+        model = instantiate(job.model)
+        betas.append(model.kl_schedule.weight(step=0))
+        assert job.data._target_.endswith("MNISTDataModule")
+    assert betas == [0.5, 1.0, 2.0, 4.0, 8.0]
 
 
 def test_a_job_resumed_after_failing_counts_as_completed(tmp_path):

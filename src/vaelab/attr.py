@@ -4,6 +4,7 @@ The vector is mean(E[z|x] over images with the attribute) - mean(E[z|x] over ima
 (or with `source`)); the figure adds alpha * vector to the posterior means of chosen images.
 """
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -103,6 +104,7 @@ def attribute_vector_figure(cfg: DictConfig) -> dict[str, Path]:
     """Compute, save (.pt) and draw (.png) the attribute vector; returns both paths."""
     output_dir = Path(cfg.paths.output_dir)
     tag = f"{cfg.source}_to_{cfg.attribute}" if cfg.source is not None else f"{cfg.attribute}"
+    tag = re.sub(r"[^A-Za-z0-9._-]", "-", tag)  # shape:heart -> shape-heart, a portable name
     paths = {"vector": output_dir / f"attr_{tag}.pt", "figure": output_dir / f"attr_{tag}.png"}
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing:

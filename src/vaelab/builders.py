@@ -4,6 +4,7 @@ import subprocess
 from pathlib import Path
 
 import lightning as L
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary, ProgressBar
 from lightning.pytorch.loggers import Logger, WandbLogger
@@ -13,12 +14,32 @@ from omegaconf import DictConfig, OmegaConf
 from vaelab.console import log
 
 
+class WandbRun(WandbLogger):
+    """Lightning's WandbLogger without its `anonymous` argument, which wandb >= 0.19 ignores
+    and warns about on every run."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._wandb_init.pop("anonymous", None)
+
+
+def build(node: DictConfig, **kwargs):
+    """instantiate(node), raising a component's own error (a ValueError naming the config key)
+    instead of Hydra's InstantiationException wrapped around it."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as error:
+        if error.__cause__ is None:
+            raise
+        raise error.__cause__ from None
+
+
 def _instantiate_group(group: DictConfig | None, kind: str) -> list:
     if not group:
         return []
     if not isinstance(group, DictConfig):
         raise TypeError(f"the {kind} config must be a mapping of name -> {{_target_: ...}}")
-    return [instantiate(conf) for conf in group.values() if conf and "_target_" in conf]
+    return [build(conf) for conf in group.values() if conf and "_target_" in conf]
 
 
 def instantiate_callbacks(cfg: DictConfig, have_loggers: bool) -> list[L.Callback]:

@@ -11,12 +11,12 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, OnExceptionCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import OmegaConf, open_dict
 
+from vaelab.builders import build
 from vaelab.console import log
 from vaelab.run_dir import INTERRUPTED, RunDir
 
@@ -40,8 +40,11 @@ def load_checkpoint(ckpt_path: str | Path, map_location="cpu") -> dict:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         # torch's message suggests weights_only=False, i.e. running the file's code: never that.
-        first = str(err).splitlines()
-        detail = next((line for line in first if "Unsupported global" in line), "")
+        lines = str(err).splitlines()
+        detail = next((line for line in lines if "GLOBAL" in line or "global" in line), "")
+        if not detail:
+            raise CheckpointError(f"{path} is not a readable checkpoint (not a torch file): pass "
+                                  "a .ckpt that vaelab-train wrote") from None
         raise CheckpointError(
             f"{path} holds objects that a checkpoint written by vaelab-train never holds "
             f"{detail.strip()!r}: refusing to load it, as loading such objects can run "
@@ -188,7 +191,7 @@ class LastCheckpoint(Checkpoint):
         if trainer.fast_dev_run or trainer.sanity_checking or \
                 self._saved_at_step == trainer.global_step:
             return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)
         self._saved_at_step = trainer.global_step
 
     def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
@@ -310,10 +313,10 @@ def load_run(ckpt_path: str | Path, data_dir: str | None = None):
     if data_dir is not None and "data_dir" in run_cfg.data:
         with open_dict(run_cfg):
             run_cfg.data.data_dir = data_dir
-    model = instantiate(run_cfg.model)
+    model = build(run_cfg.model)
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
-    return run_cfg, model, instantiate(run_cfg.data)
+    return run_cfg, model, build(run_cfg.data)
 
 
 def setup_run_data(datamodule, stage: str | None = None) -> None:

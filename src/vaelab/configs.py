@@ -35,16 +35,40 @@ def short_value(value: str) -> str:
     return value if number.is_integer() and "e" not in value.lower() else f"{number:.4g}"
 
 
-def job_dirname(overrides: Sequence[str], exclude_keys: Sequence[str]) -> str:
+def swept_keys(sweep_dir: str | None) -> set[str] | None:
+    """The keys a multirun sweeps (comma lists, ranges, and the sweeper's params), read from the
+    multirun.yaml Hydra writes into the sweep folder before launching; None if unknown."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    path = Path(sweep_dir or "") / "multirun.yaml"
+    if not sweep_dir or not path.is_file():
+        return None
+    config = OmegaConf.load(path)
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    keys = {str(k) for k in params}
+    try:
+        parsed = OverridesParser.create().parse_overrides(
+            list(OmegaConf.select(config, "hydra.overrides.task", default=[])))
+    except Exception:  # an override this parser cannot read back: name folders by all keys
+        return None
+    return keys | {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
+
+
+def job_dirname(overrides: Sequence[str], exclude_keys: Sequence[str],
+                sweep_dir: str | None = None) -> str:
     """A readable folder name for a multirun job from its overrides, e.g. `beta-4_latent_dim-16`
-    for ["model.beta=4", "model.latent_dim=16"]: each key by its last part (unless two share
-    it), "-" between key and value, "_" between items. Keys in `exclude_keys`, and the keys
-    under them (trainer.*, callbacks.*), are left out."""
+    for ["model.beta=4", "model.latent_dim=16"]: only the swept keys (when the sweep's
+    multirun.yaml says which), each by its last part (unless two share it), "-" between key and
+    value, "_" between items. Keys in `exclude_keys`, and the keys under them (trainer.*,
+    callbacks.*), are left out."""
+    swept = swept_keys(sweep_dir)
     pairs = []
     for override in overrides:
         key, _, value = override.partition("=")
         key = key.lstrip("+~")
-        if not any(key == k or key.startswith(f"{k}.") for k in exclude_keys):
+        if any(key == k or key.startswith(f"{k}.") for k in exclude_keys):
+            continue
+        if swept is None or key in swept:
             pairs.append((key.replace("/", "."), short_value(value)))
     lasts = [k.rsplit(".", 1)[-1] for k, _ in pairs]
     names = [last if lasts.count(last) == 1 else key for (key, _), last in zip(pairs, lasts)]
@@ -101,10 +125,3 @@ def compose_config(config_name: str, overrides: list[str], output_dir: str | Pat
     HydraConfig.instance().set_config(cfg)
     return cfg
 
-
-def check_keys(cfg: DictConfig) -> None:
-    """One-line errors, before anything is built, for values no component checks itself."""
-    epochs = cfg.trainer.get("max_epochs")
-    if epochs is not None and not (isinstance(epochs, int) and (epochs >= 1 or epochs == -1)):
-        raise ValueError(f"trainer.max_epochs={epochs!r}: give a whole number >= 1 "
-                         "(or -1 for no limit)")

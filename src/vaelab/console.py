@@ -25,6 +25,7 @@ _QUIET = (
     r"💡 Tip:.*",
     r".*litlogger.*",
     r".*already configured with model summary.*",
+    r"`weights_only` was not set, defaulting to `False`.*",  # on saving: the full state, as meant
 )
 
 
@@ -113,6 +114,8 @@ def configure_console(level: int = logging.INFO) -> None:
             lightning_log.removeHandler(handler)
         lightning_log.propagate = True
     logging.captureWarnings(True)
+    # database migrations of MLflow's and Optuna's stores: not the user's business
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     for pattern in _QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
 

@@ -20,7 +20,13 @@ from vaelab.builders import instantiate_callbacks, instantiate_loggers, trainer_
 from vaelab.checkpoints import load_run, setup_run_data
 from vaelab.console import configure_console, log
 from vaelab.distributed import share_job_config
-from vaelab.metrics.evaluation import DESCRIPTIONS, Evaluation, build_feature_extractor
+from vaelab.metrics.disentanglement_eval import disentanglement_enabled
+from vaelab.metrics.evaluation import (
+    DESCRIPTIONS,
+    DISENTANGLEMENT_DESCRIPTIONS,
+    Evaluation,
+    build_feature_extractor,
+)
 from vaelab.metrics.image_quality import SampleFidelity
 from vaelab.run_dir import METRICS, write_json
 
@@ -36,6 +42,7 @@ def evaluate(cfg: DictConfig, feature_extractor=None) -> dict:
         raise FileExistsError(f"{output_dir / METRICS} holds an earlier evaluation: choose a new "
                               "hydra.run.dir (the default is always new)")
     run_cfg, model, datamodule = load_run(cfg.ckpt_path, data_dir=cfg.get("data_dir"))
+    factors = disentanglement_enabled(cfg.disentanglement.enabled, datamodule.has_factors)
     if feature_extractor is None and cfg.fid.get("feature_extractor"):
         feature_extractor = instantiate(cfg.fid.feature_extractor)
     extractor = build_feature_extractor(cfg.fid.enabled, cfg.fid.get("weights_path"),
@@ -55,13 +62,19 @@ def evaluate(cfg: DictConfig, feature_extractor=None) -> dict:
              f"{cfg.iwae.num_samples * nll_images:,} decodes")
     if extractor is not None and fid_images < cfg.fid.num_samples:
         log.info(f"FID/KID: the test set has {num_test} images, using {fid_images} a side")
+    if factors:
+        log.info("disentanglement metrics on the first "
+                 f"{min(cfg.disentanglement.num_points, num_test)} test images and images "
+                 "drawn from the factor grid (disentanglement.* in conf/eval.yaml)")
     evaluation = Evaluation(
         model, references=lambda index: references[index.to(references.device)],
         num_samples=cfg.iwae.num_samples, max_decodes=cfg.iwae.max_decodes,
         nll_images=nll_images, active_threshold=cfg.active_units.threshold,
         ssim_kernel_size=cfg.reconstruction.ssim_kernel_size, seed=seed,
         fidelity=SampleFidelity(extractor, cfg.fid.kid_subsets, cfg.fid.kid_subset_size)
-        if extractor is not None else None, fid_images=fid_images)
+        if extractor is not None else None, fid_images=fid_images,
+        disentanglement=cfg.disentanglement if factors else None,
+        factor_data=datamodule if factors else None)
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_callbacks(cfg, have_loggers=bool(loggers))
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
@@ -84,7 +97,7 @@ def print_table(metrics: dict, title: str) -> None:
     table = Table(title=title)
     for column in ("metric", "value", "meaning"):
         table.add_column(column)
-    for name, meaning in DESCRIPTIONS.items():
+    for name, meaning in {**DESCRIPTIONS, **DISENTANGLEMENT_DESCRIPTIONS}.items():
         if name in metrics:
             value = metrics[name]
             shown = f"{value:d}" if isinstance(value, int) else f"{value:.4f}"

@@ -1,13 +1,17 @@
 """vaelab-report <multirun dir>: every job's config and final metrics in one table (CSV and
-Markdown), with the rate-distortion plot, ELBO and active units against beta, and samples."""
+Markdown), with the rate-distortion plot, ELBO and active units against beta, and samples; for
+jobs evaluated with vaelab-eval on data with factors, their disentanglement metrics against the
+regularisation strength and the rate, one line per objective."""
 
 import argparse
 import csv
+import json
 import math
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from vaelab.run_dir import EVAL, METRICS
 from vaelab.sweep import Job, collect_jobs
 
 #: the states a job can be in, in the order the report counts them
@@ -15,6 +19,17 @@ STATES = ("completed", "failed", "interrupted", "damaged", "incomplete", "not ru
 
 #: Columns of the Markdown table, after the job's name, status, beta and swept parameters.
 SUMMARY = ("elbo", "recon", "kl", "active_units")
+
+#: The disentanglement metrics vaelab-eval writes as test/<name> (data with factors).
+DISENTANGLEMENT = ("beta_vae_score", "factor_vae_score", "mig", "dci_disentanglement",
+                   "dci_completeness", "dci_informativeness", "sap", "modularity", "explicitness")
+#: Of those, the Markdown table's columns.
+DISENTANGLEMENT_SUMMARY = ("beta_vae_score", "factor_vae_score", "mig", "dci_disentanglement",
+                           "sap", "modularity")
+#: The objectives whose regularisation strength is not model.beta: (config key, symbol).
+STRENGTHS = {"FactorVAE": ("model.objective.gamma", "γ"),
+             "DipVAEI": ("model.objective.lambda_od", "λ_od"),
+             "DipVAEII": ("model.objective.lambda_od", "λ_od")}
 
 
 def job_beta(job: Job) -> float | None:
@@ -29,6 +44,53 @@ def job_beta(job: Job) -> float | None:
         return None if beta is None else float(beta)
     except ValueError:
         return None
+
+
+def job_objective(job: Job) -> str:
+    """The objective's class name from model.objective._target_ (e.g. BetaTCVAE); "" if unknown."""
+    objective = job.select("model.objective")
+    target = objective.get("_target_") if isinstance(objective, dict) else objective
+    return str(target or "").rsplit(".", 1)[-1]
+
+
+def job_strength(job: Job) -> float | None:
+    """The objective's regularisation strength: model.beta, FactorVAE's gamma, DIP-VAE's
+    lambda_od (STRENGTHS)."""
+    if job_objective(job) not in STRENGTHS:
+        return job_beta(job)
+    value = job.select(STRENGTHS[job_objective(job)][0])
+    return float(value) if isinstance(value, int | float) else None
+
+
+def disentanglement_metrics(job: Job) -> dict:
+    """{name: value} of DISENTANGLEMENT from the newest vaelab-eval of the job that has them
+    (<job>/eval/<date_time>/metrics.json), else from the job's own metrics; {} if none."""
+    records = [job.metrics]
+    for path in sorted((job.path / EVAL).glob(f"*/{METRICS}"), key=lambda p: p.stat().st_mtime):
+        try:
+            records.append(json.loads(path.read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            continue  # a damaged or half-written evaluation: the others still count
+    for record in reversed(records):
+        found = {name: record[f"test/{name}"] for name in DISENTANGLEMENT
+                 if isinstance(record, dict) and f"test/{name}" in record}
+        if found:
+            return found
+    return {}
+
+
+def line_labels(rows: list[dict], swept: list[str]) -> list[str]:
+    """Each row's line in the per-objective plots: its objective, plus the swept settings that
+    differ between jobs of one objective and strength other than the seed (whose jobs a line
+    pools)."""
+    groups: dict[tuple, set] = {}
+    for row in rows:
+        for key in swept:
+            groups.setdefault((row["objective"], row["strength"], key), set()).add(row[key])
+    split = [k for k in swept if k != "seed"
+             and any(len(v) > 1 for (_, _, key), v in groups.items() if key == k)]
+    return [", ".join([row["objective"] or "objective?",
+                       *(f"{k.rsplit('.', 1)[-1]}={row[k]}" for k in split)]) for row in rows]
 
 
 def swept_keys(jobs: list[Job]) -> list[str]:
@@ -110,6 +172,7 @@ def build_report(multirun_dir: Path, out_dir: Path, data_dir: str | None = None,
         overrides = job.override_values()
         row = {"job": job.path.name, "num": job.num, "status": job.status, "beta": job_beta(job),
                "kl_schedule": str(job.select("model.kl_schedule._target_", "")).rsplit(".")[-1],
+               "objective": job_objective(job), "strength": job_strength(job),
                "latent_dim": job.select("model.latent_dim"),
                **{k: overrides.get(k) for k in swept},
                **{name: job.metrics.get(f"{stage}/{name}") for name in ("elbo", "recon", "kl")}}
@@ -119,6 +182,8 @@ def build_report(multirun_dir: Path, out_dir: Path, data_dir: str | None = None,
             if images is not None:
                 samples[job.path.name] = images
         row.update({k: v for k, v in sorted(job.metrics.items()) if k != "best_checkpoint"})
+        if job.status == "completed":
+            row.update(disentanglement_metrics(job))
         row.update(error=job.error, overrides=" ".join(job.overrides), path=str(job.path))
         rows.append(row)
 
@@ -138,7 +203,8 @@ def draw_figures(rows: list[dict], swept: list[str], stage: str, samples: dict,
     """The PNGs for the completed jobs; returns their file names."""
     from vaelab.viz.sweep_plots import metric_vs_beta, rate_distortion, sample_rows
 
-    done = [r for r in rows if r["status"] == "completed" and r["elbo"] is not None]
+    done = [r for r in rows if r["status"] == "completed"
+            and all(r.get(k) is not None for k in ("elbo", "recon", "kl"))]
     with_beta = [r for r in done if r["beta"] is not None]
     figures = {}
     if done:
@@ -156,6 +222,7 @@ def draw_figures(rows: list[dict], swept: list[str], stage: str, samples: dict,
                 [r["beta"] for r in counted], [r["active_units"] for r in counted],
                 "active units (Cov_x E[z|x] > 0.01)", "active latent units against beta",
                 ceiling=dims.pop() if len(dims) == 1 else None, ceiling_label="latent_dim")
+    figures.update(disentanglement_figures(done, swept, stage))
     if samples:
         labelled = [r for r in done if r["job"] in samples]
         figures["samples.png"] = sample_rows([samples[r["job"]] for r in labelled],
@@ -165,18 +232,50 @@ def draw_figures(rows: list[dict], swept: list[str], stage: str, samples: dict,
     return list(figures)
 
 
+def disentanglement_figures(done: list[dict], swept: list[str], stage: str) -> dict:
+    """{file name: figure}: every disentanglement metric the jobs have against the objective's
+    strength and against the rate (KL), one line per objective, mean and min-max over seeds."""
+    from vaelab.viz.sweep_plots import metrics_by_line
+
+    scored = [r for r in done if r["strength"] is not None
+              and any(r.get(m) is not None for m in DISENTANGLEMENT)]
+    if not scored:
+        return {}
+    metrics = {m: [r.get(m) for r in scored] for m in DISENTANGLEMENT
+               if any(r.get(m) is not None for r in scored)}
+    lines, strengths = line_labels(scored, swept), [r["strength"] for r in scored]
+    symbols = dict.fromkeys(STRENGTHS.get(r["objective"], ("model.beta", "β"))[1] for r in scored)
+    return {
+        "disentanglement_vs_strength.png": metrics_by_line(
+            metrics, strengths, lines, strengths, f"strength ({', '.join(symbols)})",
+            "disentanglement against the regularisation strength (mean, min-max over seeds)",
+            log_x=all(s > 0 for s in strengths)),
+        "disentanglement_vs_rate.png": metrics_by_line(
+            metrics, [r["kl"] for r in scored], lines, strengths, f"rate: {stage} KL [nats]",
+            "disentanglement against the rate (mean, min-max over seeds)"),
+    }
+
+
 def write_markdown(multirun_dir: Path, out_dir: Path, rows: list[dict], swept: list[str],
                    stage: str, figures: list[str]) -> None:
     counts = {s: sum(r["status"] == s for r in rows) for s in STATES}
-    columns = ["num", "status", "beta", *[k for k in swept if k != "model.beta"],
-               *[c for c in SUMMARY if any(r.get(c) is not None for r in rows)]]
+    scored = [c for c in DISENTANGLEMENT_SUMMARY if any(r.get(c) is not None for r in rows)]
+    objectives = {r["objective"] for r in rows if r["objective"]}
+    columns = ["num", "status", "beta", *(["objective"] if len(objectives) > 1 else []),
+               *(["strength"] if scored else []), *[k for k in swept if k != "model.beta"],
+               *[c for c in SUMMARY if any(r.get(c) is not None for r in rows)], *scored]
     parts = [
         f"# Sweep report: {multirun_dir}",
         f"{len(rows)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
         + f". elbo, recon (-log p(x|z)) and kl are {stage} metrics in nats per image"
         + ("; active_units counts the latent dimensions with Cov_x(E[z|x]) > 0.01 on the val "
            "split (Burda et al.), from the best checkpoint." if "active_units" in columns
-           else "."),
+           else ".")
+        + (" The disentanglement metrics (disentanglement_lib's definitions, README) come from "
+           "each job's newest vaelab-eval (<job>/eval/<date_time>/metrics.json; sweep.csv has "
+           "them all); strength is the objective's regularisation weight (beta; FactorVAE's "
+           "gamma; DIP-VAE's lambda_od). Blank: not evaluated yet, run vaelab-eval "
+           "ckpt_path=<job>/checkpoints/last.ckpt." if scored else ""),
         markdown_table(rows, columns, {"num": "job"}),
     ]
     failed = [r for r in rows if r["status"] in ("failed", "interrupted", "damaged")]
@@ -199,7 +298,11 @@ def write_markdown(multirun_dir: Path, out_dir: Path, rows: list[dict], swept: l
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="vaelab-report", description=__doc__.split("\n")[0].split(": ", 1)[1])
+        prog="vaelab-report",
+        description="Summarise a sweep (a vaelab-train -m folder): every job's config and final "
+                    "metrics in one table (sweep.csv, sweep.md), with the rate-distortion plot, "
+                    "metrics against beta, and prior samples of each job; failed, interrupted, "
+                    "damaged and never-run jobs are listed, not lost.")
     parser.add_argument("multirun_dir", type=Path,
                         help="the sweep's folder, e.g. outputs/train/multiruns/<date_time>")
     parser.add_argument("--out", type=Path, default=None,

@@ -6,6 +6,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vaelab.builders import (
+    build,
     finish_loggers,
     instantiate_callbacks,
     instantiate_loggers,
@@ -13,10 +14,11 @@ from vaelab.builders import (
     trainer_switches,
 )
 from vaelab.checkpoints import RunState, best_checkpoint, interrupt_checkpoint, resume_from
-from vaelab.configs import check_keys, named_output_dir
+from vaelab.configs import named_output_dir, sweep_group
 from vaelab.console import configure_console, log
 from vaelab.distributed import is_launched_rank, share_job_config
 from vaelab.run_dir import Attempt, RunDir
+from vaelab.validation import check_train_config
 
 
 class RunInterrupted(SystemExit):
@@ -36,7 +38,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     configure_console()
     run = RunDir(cfg.paths.output_dir)
     if not is_launched_rank():  # launched DDP ranks get their parent's resolved config
-        check_keys(cfg)
         ckpt_path = resume_from(run, cfg.get("ckpt_path"), cfg.get("resume"), named_output_dir())
         with open_dict(cfg):  # recorded as resolved, so config_resolved.yaml names the file
             cfg.ckpt_path, cfg.resume = ckpt_path, None
@@ -44,9 +45,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         ckpt_path = cfg.get("ckpt_path")
     with Attempt(run, cfg) as attempt:
         log.info(f"run directory: {run.path}")
+        check_train_config(cfg)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        datamodule = instantiate(cfg.data)
-        model = instantiate(cfg.model)
+        datamodule = build(cfg.data)
+        model = build(cfg.model)
         loggers = instantiate_loggers(cfg.get("logger"))
         failed = True
         try:
@@ -76,7 +78,7 @@ def fit_and_test(cfg: DictConfig, trainer, model, datamodule, ckpt_path: str | N
     metrics: dict = {}
     if cfg.get("train", True):
         try:
-            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         except SIGTERMException:
             saved = interrupt_checkpoint(trainer)
             attempt.interrupt_checkpoint = saved
@@ -84,6 +86,8 @@ def fit_and_test(cfg: DictConfig, trainer, model, datamodule, ckpt_path: str | N
                 f"terminated (SIGTERM) at step {trainer.global_step}"
                 + (f"; checkpoint {saved}: continue with the same command plus "
                    f"hydra.run.dir={cfg.paths.output_dir} resume=auto" if saved else "")
+                + ("; the sweep stops here, its later jobs do not run (vaelab-report lists "
+                   "them)" if sweep_group(cfg.task_name) else "")
             ) from None
         metrics.update(as_floats(trainer.callback_metrics))
     else:
@@ -95,7 +99,8 @@ def fit_and_test(cfg: DictConfig, trainer, model, datamodule, ckpt_path: str | N
                      "current weights")
         # Re-seeding makes the test's posterior samples the same as vaelab-eval's.
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False,
+                     weights_only=True)
         metrics.update(as_floats(trainer.callback_metrics))
         metrics["tested_checkpoint"] = best or "the final weights (not saved)"
     if best_checkpoint(trainer):

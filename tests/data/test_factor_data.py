@@ -1,5 +1,6 @@
 """Data with ground-truth factors: the rendered sprites, the dSprites and 3dshapes readers (tiny
-files in the official formats), factor sampling and look-up, the array cache, and file errors."""
+files in the official formats), factor sampling and look-up, attribute names, the cache, and
+file errors."""
 
 import json
 from pathlib import Path
@@ -8,8 +9,10 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from vaelab.data import shapes3d
+from vaelab.data.cache import CacheWriteError
 from vaelab.data.dsprites import DSpritesDataModule
 from vaelab.data.factors import FactorFileError
 from vaelab.data.shapes3d import Shapes3DDataModule
@@ -193,13 +196,21 @@ def test_class_labels_and_attributes_name_every_factor_class(tmp_path):
     names, table = dm.attributes("test")
     assert len(names) == sum(dm.factor_sizes) and table.shape == (30, len(names))
     assert table.dtype == torch.bool and torch.equal(table.sum(1), torch.full((30,), 5))
-    assert torch.equal(table[:, names.index("shape=heart")], labels[:, 0] == 2)
-    assert torch.equal(table[:, names.index("posY=3")], labels[:, 4] == 3)
+    assert torch.equal(table[:, names.index("shape:heart")], labels[:, 0] == 2)
+    assert torch.equal(table[:, names.index("posY:3")], labels[:, 4] == 3)
     by_scale = dsprites(tmp_path, label_factor="scale")
     assert by_scale.class_names == ["0", "1"] and by_scale.num_classes == 2
     assert torch.equal(by_scale.class_labels(labels), labels[:, 1])
     with pytest.raises(ValueError, match="data.label_factor='color'.*posY"):
         dsprites(tmp_path, label_factor="color")  # constant, so dropped
+
+
+def test_attribute_names_can_be_typed_as_hydra_overrides(tmp_path):
+    write_dsprites(tmp_path / "dsprites.npz")
+    names, _ = dsprites(tmp_path).attributes("val")
+    parser = OverridesParser.create()
+    for name in names:  # e.g. vaelab-attr attribute=shape:heart, unquoted
+        assert parser.parse_override(f"attribute={name}").value() == name
 
 
 # -- 3dshapes ----------------------------------------------------------------------------------
@@ -377,6 +388,20 @@ def test_malformed_files_are_named_with_the_fix(tmp_path):
     with pytest.raises(FactorFileError, match=r"3dshapes\.h5 is not a readable.*data=sprites"):
         shapes3d_dm(tmp_path)
     assert not list((tmp_path / "cache").glob("*.json")), "no cache from a broken file"
+
+
+def test_unwritable_cache_folder_names_data_cache_dir(tmp_path):
+    write_dsprites(tmp_path / "dsprites.npz")
+    write_shapes3d(tmp_path / "3dshapes.h5")
+    (tmp_path / "a_file").write_text("")
+    blocked = str(tmp_path / "a_file" / "cache")
+    for dm in (DSpritesDataModule(data_dir=str(tmp_path), file_name="dsprites.npz",
+                                  cache_dir=blocked, val_size=30, test_size=30),
+               Shapes3DDataModule(data_dir=str(tmp_path), cache_dir=blocked, val_size=10,
+                                  test_size=10, image_shape=(3, 4, 16)),
+               SpritesDataModule(cache_dir=blocked, **TINY_SPRITES)):
+        with pytest.raises(CacheWriteError, match="set data.cache_dir to a writable folder"):
+            dm.setup()
 
 
 # -- training ----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vaelab.data.image_cache import UnreadableImagesError
+from vaelab.data.image_decoder import UnreadableImagesError
 from vaelab.data.image_files import ImagePreprocess
 from vaelab.data.image_folder import ImageFolderDataModule, ImageFolderError
 from vaelab.data.splits import stratified_split

@@ -1,8 +1,7 @@
 """Progress: a rich bar on a terminal; plain log lines where the output is a file (SLURM, nohup,
-a pipe, joblib workers), where a redrawn bar shows nothing until the end.
-
-Both show the current epoch's running means (not the previous epoch's), and both write one
-summary line per epoch to the run's log file.
+a pipe, joblib workers), where a redrawn bar shows nothing until the end. Both show the current
+epoch's running means (not the previous epoch's). `EpochSummary` logs one line of metrics per
+epoch, with or without a bar, so the console and the run's log file always have them.
 """
 
 import sys
@@ -38,29 +37,24 @@ def epoch_summary(trainer: L.Trainer, pl_module: L.LightningModule, seconds: flo
             + format_metrics(current_metrics(trainer, pl_module)))
 
 
-class EpochSummaries(L.Callback):
-    """Mixed into both bars: one summary line per epoch (console for the plain bar, the log
-    file only under the rich bar, which shows the numbers itself)."""
+class EpochSummary(L.Callback):
+    """One line per epoch: its duration and the finished epoch's train and val metrics."""
 
-    file_only = False
+    def __init__(self) -> None:
+        self._started = time.monotonic()
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        super().on_train_epoch_start(trainer, pl_module)
-        self._epoch_started = time.monotonic()
+        self._started = time.monotonic()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        super().on_train_epoch_end(trainer, pl_module)
         # Callbacks run before the module's on_train_epoch_end, which logs and resets the
         # epoch's means, so these are the whole finished epoch's numbers.
         if trainer.is_global_zero:
-            log.info(epoch_summary(trainer, pl_module, time.monotonic() - self._epoch_started),
-                     extra={"file_only": self.file_only})
+            log.info(epoch_summary(trainer, pl_module, time.monotonic() - self._started))
 
 
-class RichProgress(EpochSummaries, RichProgressBar):
+class RichProgress(RichProgressBar):
     """Lightning's rich bar, showing the current epoch's running means."""
-
-    file_only = True
 
     def get_metrics(self, trainer, pl_module) -> dict:
         items = super().get_metrics(trainer, pl_module)
@@ -68,7 +62,7 @@ class RichProgress(EpochSummaries, RichProgressBar):
         return items
 
 
-class PlainProgress(EpochSummaries, ProgressBar):
+class PlainProgress(ProgressBar):
     """A log line every `every_n_steps` steps or `every_n_seconds` seconds, whichever comes
     first (step, it/s, ETA, the epoch's running means), and one per epoch."""
 
@@ -105,7 +99,6 @@ class PlainProgress(EpochSummaries, ProgressBar):
             log.info(f"training: {trainer.max_epochs} epochs of {self.total_train_batches} steps")
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        super().on_train_epoch_start(trainer, pl_module)
         self._start = self._last_line = time.monotonic()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:

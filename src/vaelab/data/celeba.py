@@ -1,7 +1,7 @@
 """CelebA (aligned faces) from the official or the Kaggle folder layout, held in memory as uint8.
 
 Images are center-cropped and resized once; with `cache=true` the result is kept per split in
-the shared memory-mapped image cache (vaelab.data.image_cache).
+the shared memory-mapped array cache (vaelab.data.cache, through vaelab.data.image_decoder).
 """
 
 import os
@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from vaelab.data.image_cache import ImageCache, UnreadableImagesError, cache_folder
+from vaelab.data.cache import cache_folder
+from vaelab.data.image_decoder import ImageDecoder, UnreadableImagesError
 from vaelab.data.image_files import ImagePreprocess, parse_crop
 from vaelab.data.in_memory import InMemoryDataModule
 
@@ -183,10 +184,10 @@ class CelebADataModule(InMemoryDataModule):
         return {split: [n for n, p in partition.items() if p == pid]
                 for split, pid in SPLITS.items()}
 
-    def image_cache(self, files: CelebAFiles) -> ImageCache:
-        folder = cache_folder(self.cache, self.cache_dir, files.root / "vaelab_cache")
-        return ImageCache(self.preprocess, folder, self.decode_workers, what="CelebA",
-                          fix="Unpack img_align_celeba again.")
+    def image_decoder(self, files: CelebAFiles) -> ImageDecoder:
+        folder = cache_folder(self.cache_dir, files.root / "vaelab_cache") if self.cache else None
+        return ImageDecoder(self.preprocess, folder, self.decode_workers, what="CelebA",
+                            fix="Unpack img_align_celeba again.")
 
     def split_images(self, files: CelebAFiles,
                      names: dict[str, list[str]]) -> dict[str, np.ndarray]:
@@ -198,7 +199,7 @@ class CelebADataModule(InMemoryDataModule):
         paths = {split: [files.images / n for n in split_names]
                  for split, split_names in names.items()}
         try:
-            decoded = self.image_cache(files).load_splits(paths, files.images)
+            decoded = self.image_decoder(files).load_splits(paths, files.images)
         except UnreadableImagesError as err:
             raise CelebAFolderError(str(err)) from err
         return {split: d.images for split, d in decoded.items()}

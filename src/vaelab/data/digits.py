@@ -6,6 +6,8 @@ import torch
 from sklearn.datasets import load_digits
 
 from vaelab.data.in_memory import InMemoryDataModule
+from vaelab.data.splits import held_out_splits
+from vaelab.validation import check_number
 
 
 class DigitsDataModule(InMemoryDataModule):
@@ -14,6 +16,8 @@ class DigitsDataModule(InMemoryDataModule):
     def __init__(self, val_size: int = 200, test_size: int = 300, split_seed: int = 12345,
                  image_shape: Sequence[int] = (1, 8, 8), num_classes: int = 10, **kwargs):
         super().__init__(image_shape=image_shape, num_classes=num_classes, **kwargs)
+        check_number("data.val_size", val_size, low=1, integer=True)
+        check_number("data.test_size", test_size, low=1, integer=True)
         self.val_size = val_size
         self.test_size = test_size
         self.split_seed = split_seed
@@ -24,12 +28,6 @@ class DigitsDataModule(InMemoryDataModule):
         images = torch.from_numpy(digits.images * (255.0 / 16.0)).round().to(torch.uint8)
         images = images.unsqueeze(1)
         labels = torch.from_numpy(digits.target).long()
-        n = len(images)
-        if self.val_size + self.test_size >= n:
-            raise ValueError(f"data.val_size + data.test_size must be below {n}")
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
-        test = order[: self.test_size]
-        val = order[self.test_size: self.test_size + self.val_size]
-        train = order[self.test_size + self.val_size:]
-        return {s: (images[i], labels[i]) for s, i in (("train", train), ("val", val),
-                                                      ("test", test))}
+        rows = held_out_splits(len(images), self.val_size, self.test_size, self.split_seed,
+                               "the bundled digits")
+        return {split: (images[i], labels[i]) for split, i in rows.items()}

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from rich.progress import track
 
-from vaelab.data.array_cache import cached_array, source_fingerprint
+from vaelab.data.cache import cache_folder, cached_array, source_fingerprint
 from vaelab.data.factors import FactorData, FactorDataModule, FactorFileError, factor_names_for
 
 FILE_NAME = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
@@ -108,7 +108,7 @@ class DSpritesDataModule(FactorDataModule):
                  val_size: int = 10000, test_size: int = 10000, **kwargs):
         super().__init__(val_size=val_size, test_size=test_size, **kwargs)
         self.path = Path(data_dir).expanduser() / file_name
-        folder = Path(cache_dir).expanduser() if cache_dir else self.path.parent / "vaelab_cache"
+        folder = cache_folder(cache_dir, self.path.parent / "vaelab_cache")
         self.cache_path = folder / f"{self.path.stem}.npy"
 
     def _checked_path(self) -> Path:
@@ -126,9 +126,9 @@ class DSpritesDataModule(FactorDataModule):
             if len(classes) != n:
                 raise FactorFileError(f"{path} has {n} imgs but {len(classes)} rows of "
                                       f"latents_classes. {WHERE_TO_GET}")
-            params = {"format": CACHE_FORMAT, "source": source_fingerprint(path)}
-            images = cached_array(self.cache_path, params, (n, 1, h, w),
-                                  lambda out: stream_images(path, out), "dSprites")
+            images = cached_array(self.cache_path, {"format": CACHE_FORMAT}, (n, 1, h, w),
+                                  lambda out: stream_images(path, out), "dSprites",
+                                  source=source_fingerprint([path], path.parent)).array
         except FactorFileError:
             raise
         except _BROKEN as err:

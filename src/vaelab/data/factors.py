@@ -10,7 +10,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.nn import functional as F
 
 from vaelab.data.in_memory import InMemoryDataModule
-from vaelab.data.splits import hold_out
+from vaelab.data.splits import held_out_splits
 
 
 class FactorFileError(ValueError):
@@ -53,7 +53,8 @@ class FactorDataModule(InMemoryDataModule):
     Subclasses implement `load_factor_data`. Factors that take one value are dropped; sizes are
     read from the data (max class + 1). All splits come from the one set of images: a random
     test and val set (`split_seed`) and the rest for training. `class_labels` picks
-    `label_factor`; `attributes` names every factor class "<factor>=<value>".
+    `label_factor`; `attributes` names every factor class "<factor>:<value>" (e.g. shape:heart,
+    which Hydra takes unquoted: `vaelab-attr attribute=shape:heart`).
     """
 
     def __init__(self, val_size: int, test_size: int, split_seed: int = 12345,
@@ -86,16 +87,10 @@ class FactorDataModule(InMemoryDataModule):
         self._data = data
         self._index_factors()
         self.num_classes = self._sizes[self._label_index]
-        rest, test = hold_out(n, self.test_size, self.split_seed, "data.test_size", "the data")
-        kept, val = hold_out(len(rest), self.val_size, self.split_seed, "data.val_size",
-                             "the data without its test set")
-        train, val = rest[kept], rest[val]
-        rank_zero_info(
-            f"{len(data.names)} factors {dict(zip(data.names, self._sizes))}: "
-            f"{len(train)} train, {len(val)} val, {len(test)} test images"
-        )
-        return {s: (data.images[i], data.factors[i])
-                for s, i in (("train", train), ("val", val), ("test", test))}
+        rows = held_out_splits(n, self.val_size, self.test_size, self.split_seed)
+        rank_zero_info(f"{len(data.names)} factors {dict(zip(data.names, self._sizes))}: "
+                       + ", ".join(f"{len(i)} {s}" for s, i in rows.items()) + " images")
+        return {s: (data.images[i], data.factors[i]) for s, i in rows.items()}
 
     def _index_factors(self) -> None:
         """Sizes, the classes present, and how factor classes find their image's row."""
@@ -189,9 +184,9 @@ class FactorDataModule(InMemoryDataModule):
         return self._value_names(self._label_index)
 
     def attributes(self, split: str) -> tuple[list[str], torch.Tensor]:
-        """(["<factor>=<value>", ...], bool [N, sum(factor_sizes)]): every factor one-hot."""
+        """(["<factor>:<value>", ...], bool [N, sum(factor_sizes)]): every factor one-hot."""
         labels = self.labels(split)
-        names = [f"{name}={value}" for k, name in enumerate(self.factor_names)
+        names = [f"{name}:{value}" for k, name in enumerate(self.factor_names)
                  for value in self._value_names(k)]
         columns = [F.one_hot(labels[:, k].long(), size).bool()
                    for k, size in enumerate(self._sizes)]

@@ -6,7 +6,8 @@
     <data_dir>/{train,val,test}/**/<image>              labels=none, your splits
 
 Images of any size and colour mode are flattened to grey or RGB, centre-cropped, resized and
-kept per split in the shared memory-mapped cache (vaelab.data.image_cache).
+kept per split in the shared memory-mapped array cache (vaelab.data.cache, through
+vaelab.data.image_decoder).
 """
 
 from collections.abc import Sequence
@@ -17,7 +18,8 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from vaelab.data.image_cache import LISTED_BAD_FILES, DecodedImages, ImageCache, cache_folder
+from vaelab.data.cache import cache_folder
+from vaelab.data.image_decoder import LISTED_BAD_FILES, DecodedImages, ImageDecoder
 from vaelab.data.image_files import IMAGE_SUFFIXES, ImagePreprocess, list_images, parse_crop
 from vaelab.data.in_memory import InMemoryDataModule
 from vaelab.data.splits import stratified_split
@@ -162,14 +164,15 @@ class ImageFolderDataModule(InMemoryDataModule):
         self._class_names: list[str] = []
         self._files: dict[str, list[Path]] = {}
 
-    def image_cache(self) -> ImageCache:
-        folder = cache_folder(self.cache, self.cache_dir, self.data_dir / "vaelab_cache")
+    def image_decoder(self) -> ImageDecoder:
+        folder = (cache_folder(self.cache_dir, self.data_dir / "vaelab_cache") if self.cache
+                  else None)
         fix = ("Delete or replace them, or set data.skip_bad_files=true to leave them out (they "
                "are then listed in a .skipped.txt file beside the cache).")
         split = {"labels": self.labels_from, **self.fractions, "split_seed": self.split_seed}
-        return ImageCache(self.preprocess, folder, self.decode_workers, self.skip_bad_files,
-                          what=f"image folder {self.data_dir.name}", fix=fix,
-                          extra_params={"split": split})
+        return ImageDecoder(self.preprocess, folder, self.decode_workers, self.skip_bad_files,
+                            what=f"image folder {self.data_dir.name}", fix=fix,
+                            extra_params={"split": split})
 
     def split_files(self) -> tuple[dict[str, list[Path]], dict[str, np.ndarray], list[str]]:
         """(split -> files, split -> class ids, class names); missing splits drawn from train."""
@@ -198,9 +201,8 @@ class ImageFolderDataModule(InMemoryDataModule):
 
     def _decoded_splits(self):
         files, labels, class_names = self.split_files()
-        cache = self.image_cache()
-        decoded = cache.load_splits({s: files[s] for s in ("train", "val", "test")},
-                                    self.data_dir)
+        decoded = self.image_decoder().load_splits(
+            {s: files[s] for s in ("train", "val", "test")}, self.data_dir)
         return decoded, files, labels, class_names
 
     def load_splits(self):

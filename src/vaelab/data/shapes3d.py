@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from rich.progress import track
 
-from vaelab.data.array_cache import cached_array, source_fingerprint
+from vaelab.data.cache import CacheWriteError, cache_folder, cached_array, source_fingerprint
 from vaelab.data.factors import FactorData, FactorDataModule, FactorFileError, factor_names_for
 
 FILE_NAME = "3dshapes.h5"
@@ -51,7 +51,7 @@ class Shapes3DDataModule(FactorDataModule):
                  val_size: int = 10000, test_size: int = 10000, **kwargs):
         super().__init__(val_size=val_size, test_size=test_size, **kwargs)
         self.path = Path(data_dir).expanduser() / file_name
-        folder = Path(cache_dir).expanduser() if cache_dir else self.path.parent / "vaelab_cache"
+        folder = cache_folder(cache_dir, self.path.parent / "vaelab_cache")
         self.cache_path = folder / f"{self.path.stem}.npy"
 
     def _read(self) -> tuple[np.ndarray, np.ndarray]:
@@ -69,10 +69,10 @@ class Shapes3DDataModule(FactorDataModule):
                         f"images {images.dtype} {images.shape} and labels {values.shape}. "
                         f"{WHERE_TO_GET}")
                 n, h, w, c = images.shape
-                params = {"format": CACHE_FORMAT, "source": source_fingerprint(path)}
-                cached = cached_array(self.cache_path, params, (n, c, h, w),
-                                      lambda out: copy_images_chw(images, out), "3dshapes")
-        except PermissionError:  # the cache folder's, already explained by cached_array
+                cached = cached_array(self.cache_path, {"format": CACHE_FORMAT}, (n, c, h, w),
+                                      lambda out: copy_images_chw(images, out), "3dshapes",
+                                      source=source_fingerprint([path], path.parent)).array
+        except CacheWriteError:  # the cache folder's, already explained
             raise
         except (OSError, KeyError) as err:  # h5py: not HDF5, truncated, or a dataset missing
             raise FactorFileError(f"{path} is not a readable 3dshapes HDF5 file with datasets "

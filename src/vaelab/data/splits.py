@@ -1,4 +1,5 @@
-"""Seeded splits of a dataset's indices: a held-out set of fixed size, or stratified fractions."""
+"""Seeded splits of a dataset's indices: held-out sets of fixed sizes, or stratified fractions.
+The one home of splitting for every DataModule (MNIST, CIFAR-10, image folders, factor data)."""
 
 import numpy as np
 import torch
@@ -11,6 +12,15 @@ def hold_out(n: int, size: int, seed: int, key: str = "data.val_size",
         raise ValueError(f"{key}={size} must be between 1 and {n - 1} ({what} has {n} images)")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return order[size:], order[:size]
+
+
+def held_out_splits(n: int, val_size: int, test_size: int, seed: int,
+                    what: str = "the data") -> dict[str, torch.Tensor]:
+    """{"train", "val", "test"}: int64 indices of range(n); a test set, then a val set from the
+    rest, held out at random (seeded), and the rest for training."""
+    rest, test = hold_out(n, test_size, seed, "data.test_size", what)
+    kept, val = hold_out(len(rest), val_size, seed, "data.val_size", f"{what} without its test set")
+    return {"train": rest[kept], "val": rest[val], "test": test}
 
 
 def class_quotas(sizes: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:

@@ -7,15 +7,13 @@ As in dSprites, orientation is not identifiable for symmetric shapes: a square l
 every 90 degrees and an ellipse every 180, so those images repeat along the orientation factor.
 """
 
-import hashlib
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from vaelab.data.array_cache import cached_array
+from vaelab.data.cache import cached_array, keyed_path
 from vaelab.data.factors import FactorData, FactorDataModule
 
 FACTORS = ["shape", "scale", "orientation", "pos_x", "pos_y"]
@@ -125,8 +123,7 @@ class SpritesDataModule(FactorDataModule):
     def cache_path(self) -> Path:
         """One file per grid (named by a hash of its parameters), so sweeps over grids can
         share the folder."""
-        digest = hashlib.sha1(json.dumps(self.params(), sort_keys=True).encode()).hexdigest()
-        return Path(self.cache_dir).expanduser() / f"sprites-{digest[:12]}.npy"
+        return keyed_path(Path(self.cache_dir).expanduser(), "sprites", self.params())
 
     def render(self, out: np.ndarray) -> None:
         """Fill out uint8 [N, 1, S, S] with the grid, in mixed-radix order (pos_y fastest)."""
@@ -137,7 +134,8 @@ class SpritesDataModule(FactorDataModule):
 
     def _images(self) -> np.ndarray:
         shape = (int(np.prod(self.grid_shape)), 1, self.image_size, self.image_size)
-        return cached_array(self.cache_path(), self.params(), shape, self.render, "sprites")
+        return cached_array(self.cache_path(), self.params(), shape, self.render,
+                            "sprites").array
 
     def prepare_data(self) -> None:
         # One process per node renders, so DDP ranks never write the cache together.

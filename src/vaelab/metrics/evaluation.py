@@ -4,16 +4,22 @@ one process: each rank scores its shard of the test set and the metrics add up a
 """
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import lightning as L
 import torch
 from torch import nn
-from torchmetrics import MetricCollection
+from torchmetrics import MetricCollection, SumMetric
 
 from vaelab.metrics.active_units import ActiveUnits
+from vaelab.metrics.disentanglement_eval import (
+    EncodedFactorGrid,
+    FactorCodes,
+    disentanglement_scores,
+)
 from vaelab.metrics.image_quality import SampleFidelity, reconstruction_metrics
 from vaelab.models.iwae import importance_weighted_bounds
+from vaelab.models.latents import encode_images
 from vaelab.models.running_means import RunningMeans
 from vaelab.models.vae import METRICS, VAE
 
@@ -40,6 +46,30 @@ DESCRIPTIONS = {
     "test/fid_num_samples": "images per side in FID/KID",
 }
 
+#: The disentanglement metrics (data with ground-truth factors), disentanglement_lib's
+#: definitions; all in [0, 1] except explicitness (an AUC, 0.5 = chance).
+DISENTANGLEMENT_DESCRIPTIONS = {
+    "test/beta_vae_score": "beta-VAE score: linear classifier's accuracy at telling the fixed "
+                           "factor from |z1 - z2| of pairs",
+    "test/beta_vae_score_train": "beta-VAE score on its training points",
+    "test/factor_vae_score": "FactorVAE score: majority-vote accuracy, fixed factor from the "
+                             "least-varying code dim",
+    "test/factor_vae_score_train": "FactorVAE score on its training points",
+    "test/factor_vae_active_dims": "code dims with std >= 0.05 that FactorVAE scores",
+    "test/mig": "MIG: gap between the two codes most informative about a factor, / H(factor)",
+    "test/dci_disentanglement": "DCI disentanglement: each code predicts one factor (trees)",
+    "test/dci_completeness": "DCI completeness: each factor is predicted by one code",
+    "test/dci_informativeness": "DCI informativeness: tree accuracy on held-out points",
+    "test/dci_informativeness_train": "tree accuracy on the training points",
+    "test/sap": "SAP: accuracy gap of the two best single-code linear classifiers",
+    "test/modularity": "modularity: each code carries information about one factor",
+    "test/explicitness": "explicitness: one-vs-rest AUC of logistic regression on all codes",
+    "test/explicitness_train": "explicitness on the training points",
+    "test/disentanglement_num_points": "first test images (by index) behind MIG/DCI/SAP/modularity",
+    "test/disentanglement_num_train": "of those, training points (MIG uses these)",
+    "test/disentanglement_num_test": "of those, held-out points",
+}
+
 
 class Evaluation(L.LightningModule):
     """Wraps a trained VAE for `trainer.test`: test batches (images, labels, indices) update
@@ -48,7 +78,11 @@ class Evaluation(L.LightningModule):
       so the numbers equal training's final test),
     - the K-sample importance-weighted bound and its ELBO on the first `nll_images` images,
     - active units, reconstruction MSE/PSNR/SSIM against `references` (grey levels before
-      binarisation), and FID/KID on the first `fid_images` images (when `fidelity` is given).
+      binarisation), and FID/KID on the first `fid_images` images (when `fidelity` is given),
+    - with `disentanglement` settings (eval.yaml's node) and `factor_data` (a DataModule with
+      factors): the posterior means of the first `num_points` images, scored at the epoch's
+      end with the sampling scores (vaelab.metrics.disentanglement_eval). Every rank computes
+      the same numbers from the gathered points.
 
     Draws beyond the ELBO's come from generators seeded with `seed` (+ rank), so they do not
     shift the ELBO's random stream.
@@ -57,7 +91,8 @@ class Evaluation(L.LightningModule):
     def __init__(self, model: VAE, references: Callable[[torch.Tensor], torch.Tensor],
                  num_samples: int, max_decodes: int, nll_images: int | None,
                  active_threshold: float, ssim_kernel_size: int, seed: int,
-                 fidelity: SampleFidelity | None = None, fid_images: int = 0):
+                 fidelity: SampleFidelity | None = None, fid_images: int = 0,
+                 disentanglement: Mapping | None = None, factor_data=None):
         super().__init__()
         self.model = model
         self.references = references
@@ -65,10 +100,14 @@ class Evaluation(L.LightningModule):
         self.seed = seed
         self.elbo = RunningMeans(METRICS)
         self.nll = RunningMeans(("nll", "nll_elbo"))
+        self.nll_count = SumMetric()
         self.active = ActiveUnits(model.latent_dim, active_threshold)
         self.recon = MetricCollection(reconstruction_metrics(ssim_kernel_size), prefix="recon_")
         self.fidelity = fidelity
         self.fid_images = fid_images
+        self.disentanglement, self.factor_data = disentanglement, factor_data
+        self.factor_codes = FactorCodes(disentanglement["num_points"]) \
+            if disentanglement is not None else None
         self.results: dict = {}
         self._pixels = 0
 
@@ -80,7 +119,7 @@ class Evaluation(L.LightningModule):
 
     @torch.no_grad()
     def test_step(self, batch, batch_idx: int) -> None:
-        x, _, index = batch
+        x, labels, index = batch
         out = self.model(x)
         self.model.bits_per_dim_valid(x)
         self._pixels = x[0].numel()
@@ -95,9 +134,12 @@ class Evaluation(L.LightningModule):
                 self.model, x[in_nll.to(x.device)], self.num_samples, self.max_decodes,
                 self._generator)
             self.nll.update(torch.stack([-log_px, elbo_k], dim=1))
+            self.nll_count.update(len(log_px))
 
         mu = out["mu"]
         self.active.update(mu)
+        if self.factor_codes is not None:
+            self.factor_codes.update(mu, labels, index)
         reference = self.references(index).to(self.device).float().div_(255.0)
         self.recon.update(self.model.likelihood.mean(self.model.decode(mu)), reference)
         if self.fidelity is not None:
@@ -115,7 +157,7 @@ class Evaluation(L.LightningModule):
             nll = self.nll.compute()
             results["test/nll"], results["test/nll_elbo"] = float(nll["nll"]), \
                 float(nll["nll_elbo"])
-            results["test/nll_num_images"] = int(self.nll.count)
+            results["test/nll_num_images"] = int(self.nll_count.compute())
             results["test/nll_num_samples"] = self.num_samples
             if bpd_valid:
                 results["test/nll_bpd"] = results["test/nll"] / (self._pixels * math.log(2))
@@ -127,10 +169,20 @@ class Evaluation(L.LightningModule):
             results.update({"test/fid": scores["fid"], "test/kid_mean": scores["kid_mean"],
                             "test/kid_std": scores["kid_std"],
                             "test/fid_num_samples": scores["num_real"]})
+        if self.factor_codes is not None:
+            results.update({f"test/{k}": v for k, v in self._disentanglement().items()})
         self.results = results
         for name, value in results.items():
             # compute() already reduced across ranks; sync_dist averages equal values
             self.log(name, float(value), sync_dist=True)
+
+    def _disentanglement(self) -> dict[str, float]:
+        """Every disentanglement metric; the sampled images are encoded on the model's device."""
+        data = self.factor_data
+        codes, factors = self.factor_codes.compute()
+        grid = EncodedFactorGrid(data, lambda images: encode_images(
+            self.model, images, data.eval_batch_size, data.model_input)[0])
+        return disentanglement_scores(codes, factors, grid, self.disentanglement)
 
 
 def build_feature_extractor(enabled: bool, weights_path: str | None,

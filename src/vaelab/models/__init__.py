@@ -8,10 +8,26 @@ from vaelab.models.likelihoods import (
     GaussianLikelihood,
     Likelihood,
 )
+from vaelab.models.objectives import (
+    IWAE,
+    BetaTCVAE,
+    DipVAEI,
+    DipVAEII,
+    Elbo,
+    FactorVAE,
+    Objective,
+)
 from vaelab.models.vae import VAE
 
 __all__ = [
+    "IWAE",
     "VAE",
+    "BetaTCVAE",
+    "DipVAEI",
+    "DipVAEII",
+    "Elbo",
+    "FactorVAE",
+    "Objective",
     "BernoulliLikelihood",
     "ContinuousBernoulliLikelihood",
     "DiscretizedLogisticLikelihood",

@@ -1,4 +1,5 @@
-"""The VAE LightningModule: loss = -E_q[log p(x|z)] + beta * KL(q(z|x) || p(z)) in nats/image."""
+"""The VAE LightningModule: encoder, decoder and likelihood trained with a configured objective
+(models/objectives.py; by default -E_q[log p(x|z)] + beta * KL(q(z|x) || p(z))) in nats/image."""
 
 import math
 from collections.abc import Callable
@@ -7,40 +8,20 @@ import lightning as L
 import torch
 from torch import nn
 
+from vaelab.checkpoints import apply_configured_optimizer
 from vaelab.console import log
 from vaelab.models.elbo import gaussian_kl, reparameterize
-from vaelab.models.iwae import iwae_bound, log_importance_weights
-from vaelab.models.kl_schedules import ConstantBeta, KLSchedule, build_kl_schedule
+from vaelab.models.kl_schedules import KLSchedule, build_kl_schedule
 from vaelab.models.latents import decode_means
 from vaelab.models.likelihoods import BernoulliLikelihood, Likelihood
+from vaelab.models.objectives import Objective, build_objective
 from vaelab.models.running_means import RunningMeans
+from vaelab.validation import check_number
 
 STAGES = ("train", "val", "test")
 METRICS = ("loss", "elbo", "recon", "kl", "bpd")
-OBJECTIVES = ("elbo", "iwae")
-
-
-def check_objective(objective: str, num_samples: int, kl_schedule: KLSchedule) -> None:
-    """Reject objective settings that would silently train something else than asked."""
-    if objective not in OBJECTIVES:
-        raise ValueError(f"model.objective must be one of {OBJECTIVES}, got {objective!r}")
-    if num_samples < 1:
-        raise ValueError(f"model.num_samples must be >= 1, got {num_samples}")
-    if objective == "elbo" and num_samples != 1:
-        raise ValueError("model.num_samples > 1 needs model.objective=iwae (the ELBO here "
-                         "uses one sample per image)")
-    if objective == "iwae" and not (isinstance(kl_schedule, ConstantBeta)
-                                    and kl_schedule.beta == 1.0):
-        raise ValueError("the IWAE bound has no KL weight to set or schedule: use model.beta=1 "
-                         "and model/kl_schedule=constant, or model.objective=elbo")
-
-
-def check_number(key: str, value, low: float, integer: bool = False) -> None:
-    """A one-line error naming the config key and its valid range."""
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not value >= low:
-        kind = "a whole number" if integer else "a number"
-        raise ValueError(f"{key}={value!r}: give {kind} >= {low:g}")
+#: checkpoint key of the optimiser state of the objective's own network (FactorVAE)
+OBJECTIVE_OPTIMIZER = "objective_optimizer_state"
 
 
 class VAE(L.LightningModule):
@@ -57,16 +38,18 @@ class VAE(L.LightningModule):
         scheduler: Callable | None = None,
         scheduler_monitor: str = "val/elbo",
         kl_schedule: Callable[..., KLSchedule] | None = None,
-        objective: str = "elbo",
-        num_samples: int = 1,
+        objective: Callable[..., Objective] | None = None,
     ):
+        """`kl_schedule` and `objective` are partials (the configs' `_partial_: true`), built
+        here with `beta`; None: a constant beta and the ELBO objective."""
         super().__init__()
         check_number("model.latent_dim", latent_dim, low=1, integer=True)
         check_number("model.beta", beta, low=0)
         self.kl_schedule = build_kl_schedule(kl_schedule, beta)
-        check_objective(objective, num_samples, self.kl_schedule)
+        self.objective = build_objective(objective, self.kl_schedule, beta)
         self.save_hyperparameters(
-            ignore=["encoder", "decoder", "likelihood", "optimizer", "scheduler", "kl_schedule"],
+            ignore=["encoder", "decoder", "likelihood", "optimizer", "scheduler", "kl_schedule",
+                    "objective"],
             logger=False,
         )
         self.encoder = encoder
@@ -77,15 +60,18 @@ class VAE(L.LightningModule):
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.scheduler_monitor = scheduler_monitor
-        self.objective = objective
-        self.num_samples = num_samples
         # Per-image values averaged over the whole split and reduced across DDP ranks by
         # torchmetrics, so logged numbers are exact dataset means. The training sums are saved
         # in checkpoints, so an epoch resumed mid-way still reports the whole epoch's means.
-        self.metrics = nn.ModuleDict({f"{s}_means": RunningMeans(METRICS, persistent=s == "train")
+        columns = (*METRICS, *self.objective.terms)
+        self.metrics = nn.ModuleDict({f"{s}_means": RunningMeans(columns, persistent=s == "train")
                                       for s in STAGES})
         #: whether bits/dim are a valid measure for this likelihood on this data (first batch)
         self._bpd_valid: bool | None = None
+        #: the optimiser of the objective's own network (FactorVAE's discriminator), stepped
+        #: after the VAE's; and its state from a checkpoint, until that optimiser is built
+        self._objective_optimizer: torch.optim.Optimizer | None = None
+        self._objective_optimizer_state: dict | None = None
 
     # -- the model ---------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,7 +99,7 @@ class VAE(L.LightningModule):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-image recon (-log p(x|z)), kl and elbo, each [B], for one z sample per image;
-        also kl_per_dim [B, latent_dim], mu and logvar."""
+        also kl_per_dim, z, mu and logvar, each [B, latent_dim]."""
         mu, logvar = self.encode(x)
         z = reparameterize(mu, logvar)
         params = self.decode(z)
@@ -130,16 +116,13 @@ class VAE(L.LightningModule):
         kl_per_dim = gaussian_kl(mu, logvar)
         kl = kl_per_dim.sum(dim=1)
         return {"recon": recon, "kl": kl, "elbo": -(recon + kl), "kl_per_dim": kl_per_dim,
-                "mu": mu, "logvar": logvar}
+                "z": z, "mu": mu, "logvar": logvar}
 
     # -- Lightning ---------------------------------------------------------------------------
     def objective_per_image(self, x: torch.Tensor, out: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The training objective per image [B] (its batch mean is the loss)."""
-        if self.objective == "iwae":
-            # Fresh samples for the bound; the logged elbo/recon/kl stay the one-sample ELBO.
-            log_w = log_importance_weights(self, x, out["mu"], out["logvar"], self.num_samples)
-            return -iwae_bound(log_w)
-        return self.kl_schedule.loss(out["recon"], out["kl_per_dim"], self.global_step)
+        """The training objective per image [B] (its batch mean is the loss); `out` is
+        forward(x)."""
+        return self.objective(self, x, out, self.global_step).loss
 
     def bits_per_dim_valid(self, x: torch.Tensor) -> bool:
         """Whether -ELBO in bits/dim means anything here (asked once, on the first batch)."""
@@ -157,10 +140,13 @@ class VAE(L.LightningModule):
         return bool(self._bpd_valid)
 
     def _step(self, batch, stage: str) -> torch.Tensor:
+        """The loss to minimise: the objective's batch mean, plus its own network's loss."""
         x = batch[0]
         out = self(x)
-        per_image_loss = self.objective_per_image(x, out)
-        loss = per_image_loss.mean()
+        value = self.objective(self, x, out, self.global_step)
+        loss = value.loss.mean()
+        if value.auxiliary_loss is not None:
+            loss = loss + value.auxiliary_loss
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"{stage} loss is {loss.item()} at global step {self.global_step}: lower "
@@ -168,8 +154,9 @@ class VAE(L.LightningModule):
             )
         self.bits_per_dim_valid(x)
         bpd = -out["elbo"] / (x[0].numel() * math.log(2))
+        terms = [value.terms[name] for name in self.objective.terms]
         self.metrics[f"{stage}_means"].update(
-            torch.stack([per_image_loss, out["elbo"], out["recon"], out["kl"], bpd], dim=1))
+            torch.stack([value.loss, out["elbo"], out["recon"], out["kl"], bpd, *terms], dim=1))
         return loss
 
     def running_means(self, stage: str) -> dict[str, float]:
@@ -203,6 +190,9 @@ class VAE(L.LightningModule):
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
 
+    def on_fit_start(self) -> None:
+        self.objective.setup_data(self.trainer.datamodule)
+
     def on_train_epoch_start(self) -> None:
         # An epoch resumed mid-way keeps the sums restored from its checkpoint.
         if self.trainer.fit_loop.epoch_loop.batch_progress.current.processed == 0:
@@ -220,7 +210,9 @@ class VAE(L.LightningModule):
         self._log_epoch_metrics("test")
 
     def configure_optimizers(self):
-        optimizer = self.optimizer(params=self.parameters())
+        own = set(self.objective.parameters())  # trained by the objective's own optimiser
+        optimizer = self.optimizer(params=[p for p in self.parameters() if p not in own])
+        self._objective_optimizer = self._build_objective_optimizer()
         if self.scheduler is None:
             return optimizer
         scheduler = self.scheduler(optimizer=optimizer)
@@ -229,3 +221,57 @@ class VAE(L.LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "monitor": self.scheduler_monitor,
                              "interval": "epoch"},
         }
+
+    # -- the optimiser of the objective's own network (FactorVAE's discriminator) ------------
+    # It is not one of Lightning's optimisers: Lightning 2 runs several only under manual
+    # optimisation, which would leave LR schedulers unstepped, count every optimiser's step in
+    # global_step and refuse trainer.gradient_clip_val. So the VAE's step (automatic) is
+    # followed by this one, from the same backward pass (see objectives.FactorVAE), clipped
+    # alike, and its state travels in checkpoints under OBJECTIVE_OPTIMIZER.
+    def _build_objective_optimizer(self) -> torch.optim.Optimizer | None:
+        make = self.objective.own_optimizer
+        if make is None:
+            return None
+        if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
+            raise ValueError(
+                f"model/objective={self.objective.name} trains its own network outside "
+                "Lightning's loss scaling: use trainer.precision=bf16-mixed or 32-true, not "
+                "16-mixed")
+        optimizer = make(params=self.objective.parameters())
+        if self._objective_optimizer_state is not None:
+            # Resuming: as RunState does for the VAE's optimiser, the configured settings win
+            # over the checkpoint's.
+            optimizer.load_state_dict(self._objective_optimizer_state)
+            self._objective_optimizer_state = None
+            changes = apply_configured_optimizer(optimizer, getattr(make, "keywords", {}), [])
+            if changes:
+                log.info(f"resumed model/objective={self.objective.name}'s optimiser with the "
+                         "configured settings, not the checkpoint's: " + ", ".join(changes))
+        return optimizer
+
+    @property
+    def objective_optimizer(self) -> torch.optim.Optimizer | None:
+        """The optimiser of the objective's own network, once fitting has built it."""
+        return self._objective_optimizer
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        if self._objective_optimizer is not None:
+            self._objective_optimizer.step()
+            self._objective_optimizer.zero_grad()
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None,
+                                    gradient_clip_algorithm=None) -> None:
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        if self._objective_optimizer is not None:
+            self.clip_gradients(self._objective_optimizer, gradient_clip_val,
+                                gradient_clip_algorithm)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self._objective_optimizer is not None:
+            checkpoint[OBJECTIVE_OPTIMIZER] = self._objective_optimizer.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Loaded before configure_optimizers builds the optimiser (Lightning restores the
+        # module, then sets up the strategy and its optimisers).
+        self._objective_optimizer_state = checkpoint.get(OBJECTIVE_OPTIMIZER)
