@@ -69,7 +69,7 @@ def eval_config(ckpt: Path, num_samples: int, nll_images: int | None, out: Path)
 
 
 @torch.no_grad()
-def plain_loop(ckpt: Path, num_samples: int, num_images: int, max_decodes: int) -> float:
+def plain_loop(ckpt: Path, num_samples: int, num_images: int, max_values: int) -> float:
     """Seconds for the bound on the first num_images test images, batch by batch."""
     _, model, datamodule = load_run(ckpt)
     setup_run_data(datamodule, "test")
@@ -77,7 +77,7 @@ def plain_loop(ckpt: Path, num_samples: int, num_images: int, max_decodes: int) 
     start = time.perf_counter()
     for chunk in images.split(datamodule.eval_batch_size):
         importance_weighted_log_likelihood(model, datamodule.model_input(chunk), num_samples,
-                                           max_decodes)
+                                           max_values)
     return time.perf_counter() - start
 
 
@@ -91,8 +91,8 @@ def decode_speed(args) -> None:
         start = time.perf_counter()
         result = evaluate(eval_config(ckpt, args.num_samples, args.nll_images, out / f"eval{r}"))
         ours.append(decodes / (time.perf_counter() - start))
-        max_decodes = compose_config("eval", [f"ckpt_path={ckpt}"], out).iwae.max_decodes
-        plain.append(decodes / plain_loop(ckpt, args.num_samples, args.nll_images, max_decodes))
+        max_values = compose_config("eval", [f"ckpt_path={ckpt}"], out).iwae.max_decoded_values
+        plain.append(decodes / plain_loop(ckpt, args.num_samples, args.nll_images, max_values))
         print(f"repeat {r}: vaelab-eval {ours[-1]:,.0f} decodes/s (all metrics), plain loop "
               f"{plain[-1]:,.0f} decodes/s; test/nll {result['test/nll']:.2f}", flush=True)
     a, b = statistics.median(ours), statistics.median(plain)

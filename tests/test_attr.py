@@ -11,6 +11,8 @@ from vaelab.checkpoints import load_run
 from vaelab.configs import compose_config
 from vaelab.train import train
 
+pytestmark = pytest.mark.integration
+
 EYEGLASSES = CELEBA_ATTRIBUTES.index("Eyeglasses")
 SMILING = CELEBA_ATTRIBUTES.index("Smiling")
 SIZE = 16

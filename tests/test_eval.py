@@ -10,7 +10,9 @@ from vaelab.eval import DESCRIPTIONS, evaluate
 from vaelab.run_dir import run_dir_of
 from vaelab.train import train
 
-EVAL = ["iwae.num_samples=20", "iwae.max_decodes=2000", "fid.num_samples=200",
+pytestmark = pytest.mark.integration
+
+EVAL = ["iwae.num_samples=20", "iwae.max_decoded_values=200000", "fid.num_samples=200",
         "fid.kid_subsets=5", "fid.kid_subset_size=50", "logger=none",
         # a stand-in feature network (raw pixels), as Inception weights need the network
         "fid.feature_extractor={_target_: torch.nn.Flatten}"]

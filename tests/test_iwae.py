@@ -70,8 +70,14 @@ def test_bound_rises_with_k_and_chunking_changes_nothing():
     assert means[0] <= means[1] <= means[2]
     # Samples drawn in chunks are the same draws as one big batch: identical estimates.
     torch.manual_seed(3)
-    chunked = importance_weighted_log_likelihood(model, x, 100, max_decodes=len(x) * 7)
+    pixels = x[0].numel()  # a Bernoulli likelihood: one parameter per pixel
+    chunked = importance_weighted_log_likelihood(model, x, 100, max_values=len(x) * 7 * pixels)
     assert chunked.mean().item() == pytest.approx(means[2], abs=1e-4)
+    # ... and so are images in chunks (fewer values than one image's K samples)
+    torch.manual_seed(3)
+    both = importance_weighted_log_likelihood(model, x, 100, max_values=50 * pixels)
+    assert both.mean().item() != pytest.approx(means[2], abs=1e-4)  # other draws per image ...
+    assert both.mean().item() == pytest.approx(means[2], abs=1.0)  # ... the same bound
 
 
 class LinearEncoder(nn.Module):
@@ -119,6 +125,7 @@ def test_bound_equals_log_likelihood_when_the_posterior_is_exact():
         torch.set_default_dtype(torch.float32)
 
 
+@pytest.mark.integration
 def test_iwae_objective_trains_and_bounds_the_elbo(make_cfg):
     metrics = train(make_cfg(["model/objective=iwae", "model.objective.num_samples=4",
                               "trainer.max_epochs=1", "logger=csv", "test=false"]))

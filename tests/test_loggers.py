@@ -9,6 +9,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from vaelab.train import train
 
+pytestmark = pytest.mark.integration
+
 RUN = ["trainer.max_epochs=1", "model.latent_dim=2", "tags=[test,loggers]"]
 
 

@@ -16,6 +16,8 @@ from vaelab.data.in_memory import TensorBatchLoader
 from vaelab.run_dir import RunDir
 from vaelab.train import train
 
+pytestmark = pytest.mark.integration
+
 RUN = ["logger=csv", "model.latent_dim=2", "callbacks.lr_monitor=null"]
 # A resumed run restores weights, optimiser, scheduler, loop position, data order and random
 # generator states, so it repeats the uninterrupted run's arithmetic: only float noise remains.

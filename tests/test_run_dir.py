@@ -102,3 +102,11 @@ def test_two_runs_in_one_directory_and_a_killed_holder(train_cli, make_cfg, tmp_
     epochs = torch.load(last, weights_only=True)["epoch"] + 2
     train(make_cfg([*every3, f"trainer.max_epochs={epochs}", "resume=auto"], output_dir=run_dir))
     assert json.loads((run_dir / "metrics.json").read_text())["test/elbo"] < 0
+
+
+def test_resuming_a_finished_run_tests_again_and_keeps_its_metrics(make_cfg, finished_run):
+    earlier = json.loads((finished_run / "metrics.json").read_text())
+    metrics = train(make_cfg([*RUN, "trainer.max_epochs=1", "resume=auto"]))
+    assert metrics["val/elbo"] == pytest.approx(earlier["val/elbo"], abs=1e-4)  # validated
+    assert metrics["test/elbo"] == pytest.approx(earlier["test/elbo"], abs=1e-4)
+    assert json.loads((finished_run / "metrics.attempt1.json").read_text()) == earlier

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 from hydra.utils import instantiate
@@ -11,6 +12,8 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from vaelab.data.in_memory import TensorBatchLoader
 from vaelab.train import train
+
+pytestmark = pytest.mark.integration
 
 # A few steps: one epoch of digits is 20 optimiser steps of the global batch of 64.
 SMALL = ["trainer.max_epochs=1", "logger=csv", "model.latent_dim=4"]

@@ -14,6 +14,8 @@ from vaelab.report import main as report_main
 from vaelab.run_dir import failure_record, write_json
 from vaelab.sweep import read_job
 
+pytestmark = pytest.mark.integration
+
 # A small, fast MLP VAE on the bundled digits (conftest keeps each process to one thread).
 TINY = ["trainer.accelerator=cpu", "logger=csv", "model.encoder.hidden_dims=[64]",
         "model.decoder.hidden_dims=[64]"]
@@ -147,3 +149,117 @@ def test_a_job_resumed_after_failing_counts_as_completed(tmp_path):
     (job / "metrics.json").write_text(json.dumps({"test/elbo": -30.0}))
     assert read_job(job).status == "completed"
     assert read_job(job).metrics == {"test/elbo": -30.0}
+
+
+# -- disentanglement sweeps (hand-made job folders, as a multirun and vaelab-eval write them) --
+
+OBJECTIVES = {"BetaTCVAE": "model.beta", "FactorVAE": "model.objective.gamma"}
+
+
+def write_job(sweep: Path, num: int, objective: str, strength: float, seed: int,
+              evals: dict[str, dict] = (), latent_dim: int = 10) -> Path:
+    """A completed job: .hydra/, config_resolved.yaml, metrics.json, and eval/<name>/metrics.json
+    for each of `evals` (written in order, so the last is the newest)."""
+    key = OBJECTIVES[objective]
+    job = sweep / f"{num}_{objective}-{strength}_seed-{seed}"
+    (job / ".hydra").mkdir(parents=True)
+    OmegaConf.save({"hydra": {"job": {"num": num}}}, job / ".hydra" / "hydra.yaml")
+    OmegaConf.save([f"{key}={strength}", f"seed={seed}", f"model.latent_dim={latent_dim}"],
+                   job / ".hydra" / "overrides.yaml")
+    config = OmegaConf.create({"seed": seed, "model": {
+        "beta": 1.0, "latent_dim": latent_dim,
+        "kl_schedule": {"_target_": "vaelab.models.kl_schedules.ConstantBeta"},
+        "objective": {"_target_": f"vaelab.models.objectives.{objective}"}}})
+    OmegaConf.update(config, key, strength)
+    OmegaConf.save(config, job / "config_resolved.yaml")
+    write_json(job / "metrics.json", {"test/elbo": -30.0 - strength, "test/recon": 20.0 + strength,
+                                      "test/kl": 10.0 - strength / 10})
+    for i, (name, record) in enumerate(dict(evals).items()):
+        (job / "eval" / name).mkdir(parents=True)
+        write_json(job / "eval" / name / "metrics.json", record)
+        os.utime(job / "eval" / name / "metrics.json", (1000 + i, 1000 + i))
+    return job
+
+
+def scores(mig: float) -> dict:
+    return {"test/mig": mig, "test/dci_disentanglement": mig / 2, "test/sap": 0.1,
+            "test/beta_vae_score": 0.8, "test/factor_vae_score": 0.7, "test/modularity": 0.9,
+            "test/elbo": -31.0}
+
+
+@pytest.fixture
+def disentanglement_sweep(tmp_path) -> Path:
+    """2 objectives x 2 strengths x 2 seeds; job 7 not evaluated, job 0 evaluated twice."""
+    sweep, num = tmp_path / "sweep", 0
+    for objective, strengths in (("BetaTCVAE", (1, 4)), ("FactorVAE", (10, 40))):
+        for strength in strengths:
+            for seed in (0, 1):
+                mig = strength / 100 + seed / 100
+                evals = {} if num == 7 else {"2024-01-01_10-00-00-000000": scores(mig)}
+                if num == 0:
+                    evals["2024-01-02_10-00-00-000000"] = scores(0.5)
+                write_job(sweep, num, objective, strength, seed, evals)
+                num += 1
+    return sweep
+
+
+def test_report_adds_disentanglement_metrics_per_objective_and_strength(disentanglement_sweep):
+    report_main([str(disentanglement_sweep), "--no-model"])
+    rows = {int(r["num"]): r for r in read_table(disentanglement_sweep)}
+    assert [rows[i]["objective"] for i in range(8)] == ["BetaTCVAE"] * 4 + ["FactorVAE"] * 4
+    assert [float(rows[i]["strength"]) for i in range(8)] == [1, 1, 4, 4, 10, 10, 40, 40]
+    assert float(rows[0]["mig"]) == 0.5  # the newest evaluation of job 0
+    assert float(rows[5]["mig"]) == pytest.approx(0.11)
+    assert float(rows[5]["dci_disentanglement"]) == pytest.approx(0.055)
+    assert rows[7]["mig"] == "" and float(rows[7]["kl"]) == 6.0  # trained, not evaluated
+    assert float(rows[5]["elbo"]) == -40.0  # training's test ELBO, not the evaluation's
+    report = disentanglement_sweep / "report"
+    for name in ("disentanglement_vs_strength.png", "disentanglement_vs_rate.png"):
+        assert (report / name).stat().st_size > 0, name
+    markdown = (report / "sweep.md").read_text()
+    header = markdown.split("| job |", 1)[1].split("\n", 1)[0]
+    assert all(f" {c} " in header for c in ("objective", "strength", "mig", "sap",
+                                            "beta_vae_score", "factor_vae_score"))
+    assert "newest vaelab-eval" in markdown and "![disentanglement_vs_rate]" in markdown
+
+
+def test_disentanglement_figures_pool_seeds_into_one_line_per_objective(disentanglement_sweep,
+                                                                          tmp_path):
+    from vaelab.report import build_report, disentanglement_figures, swept_keys
+    from vaelab.sweep import collect_jobs
+
+    rows = build_report(disentanglement_sweep, tmp_path / "out", with_model=False)
+    figures = disentanglement_figures(rows, swept_keys(collect_jobs(disentanglement_sweep)),
+                                      "test")
+    by_strength = figures["disentanglement_vs_strength.png"]
+    mig = next(ax for ax in by_strength.axes if ax.get_title() == "mig")
+    lines = {bars.get_label(): bars.lines[0] for bars in mig.containers}
+    assert sorted(lines) == ["BetaTCVAE", "FactorVAE"]
+    assert list(lines["FactorVAE"].get_xdata()) == [10, 40]
+    # mean over seeds 0 and 1; at strength 40 job 7 (not evaluated) is left out
+    assert list(lines["FactorVAE"].get_ydata()) == pytest.approx([0.105, 0.40])
+    assert list(lines["BetaTCVAE"].get_ydata()) == pytest.approx([(0.5 + 0.02) / 2, 0.045])
+    by_rate = figures["disentanglement_vs_rate.png"]
+    mig = next(ax for ax in by_rate.axes if ax.get_title() == "mig")
+    rate = {bars.get_label(): bars.lines[0] for bars in mig.containers}["FactorVAE"]
+    assert list(rate.get_xdata()) == pytest.approx([9.0, 6.0])  # test KL = 10 - strength / 10
+
+
+def test_report_splits_lines_by_other_swept_settings_not_by_seed(tmp_path):
+    from vaelab.report import build_report, line_labels
+
+    sweep = tmp_path / "sweep"
+    for num, (latent_dim, seed) in enumerate([(4, 0), (4, 1), (10, 0), (10, 1)]):
+        write_job(sweep, num, "FactorVAE", 10, seed, {"e": scores(0.1)}, latent_dim=latent_dim)
+    rows = build_report(sweep, tmp_path / "out", with_model=False)
+    assert line_labels(rows, ["model.latent_dim", "seed"]) == \
+        ["FactorVAE, latent_dim=4"] * 2 + ["FactorVAE, latent_dim=10"] * 2
+
+
+def test_report_without_disentanglement_metrics_adds_no_figures(tmp_path):
+    sweep = tmp_path / "sweep"
+    for num, beta in enumerate((1, 4)):
+        write_job(sweep, num, "BetaTCVAE", beta, 0)
+    report_main([str(sweep), "--no-model"])
+    assert not list((sweep / "report").glob("disentanglement_*.png"))
+    assert "mig" not in (sweep / "report" / "sweep.md").read_text()

@@ -9,6 +9,8 @@ from hydra.utils import instantiate
 from vaelab.configs import CONFIG_DIR
 from vaelab.train import train
 
+pytestmark = pytest.mark.integration
+
 # The MNIST recipes; those of other data run on their fixtures in tests/data/.
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml")
                      if "override /data: mnist" in p.read_text())

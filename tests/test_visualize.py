@@ -1,11 +1,14 @@
 """vaelab-viz: the figures of a trained run, drawn again from its checkpoint alone."""
 
+import pytest
 from PIL import Image
 
 from vaelab.configs import compose_config
 from vaelab.train import train
 from vaelab.visualize import visualize
 from vaelab.viz import FIGURES
+
+pytestmark = pytest.mark.integration
 
 
 def test_vaelab_viz_writes_every_figure_from_a_checkpoint(make_cfg, tmp_path):

@@ -1,16 +1,43 @@
 """The console commands. Only Hydra is imported here: `--help` and `--cfg job` answer without
-loading torch or Lightning, which each command imports once a run really starts.
+loading torch or Lightning, which each command imports once a run really starts. An error is
+one line on the console (its traceback goes to the log file), and a failed multirun job does
+not stop the sweep.
 
 A DDP rank that Lightning launched (it re-runs the command line) runs its parent job's config
 instead of composing a new run directory (vaelab.distributed).
 """
 
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from vaelab.configs import CONFIG_DIR
+from vaelab.console import configure_console, report_error
 from vaelab.distributed import is_launched_rank, launched_rank_config
-from vaelab.entry import run_task
+
+T = TypeVar("T")
+
+
+class JobFailed(RuntimeError):
+    """A multirun job's error, re-raised without its long traceback (failed.json has it)."""
+
+
+def run_task(task: Callable[[], T]) -> T:
+    """Run a Hydra task function: a single run that fails prints the error's message and exits
+    with status 1; in a multirun the error goes back to Hydra, which runs the other jobs."""
+    try:
+        return task()
+    except Exception as error:
+        configure_console()
+        report_error(error)
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise JobFailed(f"{type(error).__name__}: {error}") from None
+        sys.exit(1)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

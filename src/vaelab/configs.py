@@ -1,5 +1,6 @@
 """Where the Hydra configs live, and composing them outside a command line (tests, scripts)."""
 
+import inspect
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -8,9 +9,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vaelab.likelihood_channels import param_channels
 from vaelab.run_dir import run_dir_of
 
 _PACKAGED = Path(__file__).resolve().parent / "conf"
@@ -92,6 +93,23 @@ def named_output_dir() -> bool:
         return True
     given = HydraConfig.get().overrides.hydra
     return any(o.startswith(("hydra.run.dir=", "hydra.sweep.dir=")) for o in given)
+
+
+def param_channels(likelihood: DictConfig, image_shape: Sequence[int]) -> int:
+    """`param_channels(C, **options)` of the likelihood's `_target_` class, given the keys of the
+    likelihood config that the method names as parameters (others are constructor-only)."""
+    target = likelihood.get("_target_")
+    if target is None:
+        raise ValueError("model.likelihood has no _target_: name the likelihood class, e.g. "
+                         "model/likelihood=bernoulli (conf/model/likelihood/)")
+    cls = get_class(target)
+    if not hasattr(cls, "param_channels"):
+        raise ValueError(f"{target} has no param_channels classmethod: subclass "
+                         "vaelab.models.Likelihood, or set model.decoder.out_channels yourself")
+    names = list(inspect.signature(cls.param_channels).parameters)[1:]  # after image_channels
+    options = {key: value for key, value in OmegaConf.to_container(likelihood, resolve=True).items()
+               if key in names}
+    return cls.param_channels(image_shape[0], **options)
 
 
 def basename(path: str | None) -> str | None:

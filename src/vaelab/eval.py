@@ -68,7 +68,7 @@ def evaluate(cfg: DictConfig, feature_extractor=None) -> dict:
                  "drawn from the factor grid (disentanglement.* in conf/eval.yaml)")
     evaluation = Evaluation(
         model, references=lambda index: references[index.to(references.device)],
-        num_samples=cfg.iwae.num_samples, max_decodes=cfg.iwae.max_decodes,
+        num_samples=cfg.iwae.num_samples, max_values=cfg.iwae.max_decoded_values,
         nll_images=nll_images, active_threshold=cfg.active_units.threshold,
         ssim_kernel_size=cfg.reconstruction.ssim_kernel_size, seed=seed,
         fidelity=SampleFidelity(extractor, cfg.fid.kid_subsets, cfg.fid.kid_subset_size)

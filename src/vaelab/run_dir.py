@@ -236,7 +236,9 @@ class Attempt:
                              + ", ".join(p.name for p in kept))
 
     def finish(self, metrics: dict) -> None:
+        """Write metrics.json (after moving an earlier attempt's aside, if still needed)."""
         if self.rank_zero:
+            self.start()
             write_json(self.run.metrics, metrics)
 
     def __exit__(self, exc_type, error, tb) -> None:

@@ -89,9 +89,11 @@ def fit_and_test(cfg: DictConfig, trainer, model, datamodule, ckpt_path: str | N
                 + ("; the sweep stops here, its later jobs do not run (vaelab-report lists "
                    "them)" if sweep_group(cfg.task_name) else "")
             ) from None
+        if "val/elbo" not in trainer.callback_metrics and not trainer.fast_dev_run:
+            # resumed from a run that had already finished: nothing trained, validate once
+            trainer.validate(model, datamodule=datamodule, verbose=False)
         metrics.update(as_floats(trainer.callback_metrics))
-    else:
-        attempt.start()
+    attempt.start()  # no-op unless fit had nothing left to do (a finished run, resumed)
     if cfg.get("test", True):
         best = best_checkpoint(trainer)
         if not best:

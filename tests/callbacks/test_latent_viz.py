@@ -17,6 +17,8 @@ from vaelab.configs import compose_config
 from vaelab.train import train
 from vaelab.viz import FIGURES
 
+pytestmark = pytest.mark.integration
+
 DIGIT = 8  # the digits data are 8x8
 GRID = 15  # the default manifold grid
 # grids narrower than figures.min_width (400 px) are enlarged by a whole factor: 120 px -> 480

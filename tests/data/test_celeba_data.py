@@ -195,6 +195,7 @@ def test_unknown_label_attribute(tmp_path, celeba_data):
 
 
 @pytest.mark.parametrize("recipe", ["celeba_vae", "celeba_beta_vae"])
+@pytest.mark.integration
 def test_recipe_fast_dev_run(tmp_path, celeba_data, make_cfg, recipe):
     root = write(tmp_path / "data", celeba_data)
     cfg = make_cfg([f"experiment={recipe}", "debug=fdr", f"data.data_dir={root}",

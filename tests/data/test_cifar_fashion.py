@@ -193,6 +193,7 @@ def test_fashion_mnist_reads_torchvision_layout_with_class_names(tmp_path):
         FashionMNISTDataModule(data_dir=str(tmp_path / "nowhere")).setup()
 
 
+@pytest.mark.integration
 def test_cifar_recipe_fast_dev_run(cifar_root, make_cfg):
     root, _ = cifar_root
     cfg = make_cfg(["experiment=cifar10_vae", "debug=fdr", f"data.data_dir={root}",
@@ -203,6 +204,7 @@ def test_cifar_recipe_fast_dev_run(cifar_root, make_cfg):
     assert np.isfinite(metrics["test/elbo"])
 
 
+@pytest.mark.integration
 def test_fashion_recipe_composes(tmp_path, make_cfg):
     root = fashion_root(tmp_path)
     cfg = make_cfg(["experiment=fashion_mnist_2d", "debug=fdr", f"data.data_dir={root}",

@@ -188,6 +188,14 @@ def test_images_from_factors_round_trips_through_the_label_arrays(tmp_path):
         dm.images_from_factors(torch.tensor([[3, 0, 0, 0, 0]]))
 
 
+def test_grid_index_numbers_the_full_grid_in_file_order(tmp_path):
+    write_dsprites(tmp_path / "dsprites.npz")
+    dm = dsprites(tmp_path)
+    every = torch.cartesian_prod(*[torch.arange(s) for s in dm.factor_sizes])  # file order
+    assert torch.equal(dm.grid_index(every), torch.arange(len(every)))
+    assert torch.equal(dm.grid_factors(torch.arange(len(every))), every)
+
+
 def test_class_labels_and_attributes_name_every_factor_class(tmp_path):
     write_dsprites(tmp_path / "dsprites.npz")
     dm = dsprites(tmp_path)
@@ -405,6 +413,7 @@ def test_unwritable_cache_folder_names_data_cache_dir(tmp_path):
 
 
 # -- training ----------------------------------------------------------------------------------
+@pytest.mark.integration
 def test_debug_run_trains_on_sprites(make_cfg, tmp_path):
     cfg = make_cfg([
         "data=sprites", f"data.cache_dir={tmp_path / 'sprites'}", "data.image_size=16",

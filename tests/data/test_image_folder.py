@@ -356,6 +356,7 @@ def test_unwritable_cache_folder_says_where_to_put_it(photo_folder):
         setup_dm(root, cache_dir=str(blocker / "cache"))
 
 
+@pytest.mark.integration
 def test_recipe_fast_dev_run(photo_folder, make_cfg):
     root, _ = photo_folder
     cfg = make_cfg(["experiment=image_folder_vae", "debug=fdr", f"data.data_dir={root}",

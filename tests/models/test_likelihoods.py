@@ -9,8 +9,7 @@ import torch
 from omegaconf import OmegaConf
 from torch.nn import functional as F
 
-from vaelab.configs import compose_config
-from vaelab.likelihood_channels import param_channels
+from vaelab.configs import compose_config, param_channels
 from vaelab.models import (
     BernoulliLikelihood,
     ContinuousBernoulliLikelihood,

@@ -233,6 +233,7 @@ class RecordDiscriminatorGradients(L.Callback):
 
 
 @pytest.mark.parametrize("clip", ["null", 0.01])
+@pytest.mark.integration
 def test_gradient_clipping_reaches_the_discriminator(make_cfg, tmp_path, clip):
     RecordDiscriminatorGradients.norms = []
     train(make_cfg(["model/objective=factor_vae", SMALL_DISCRIMINATOR, "trainer.max_epochs=1",
@@ -323,6 +324,7 @@ def test_settings_an_objective_would_ignore_are_refused(settings, problem):
 
 
 @pytest.mark.parametrize("name", OBJECTIVES)
+@pytest.mark.integration
 def test_each_objective_trains_and_logs_its_terms(name, make_cfg, tmp_path):
     extra = [SMALL_DISCRIMINATOR] if name == "factor_vae" else []
     metrics = train(make_cfg([f"model/objective={name}", *extra, "trainer.max_epochs=1",
@@ -351,6 +353,7 @@ FACTOR = ["model/objective=factor_vae", SMALL_DISCRIMINATOR, "logger=csv", "mode
           "callbacks.lr_monitor=null"]
 
 
+@pytest.mark.integration
 def test_factor_vae_resumes_like_an_uninterrupted_run(make_cfg, tmp_path, caplog):
     train(make_cfg([*FACTOR, "trainer.max_epochs=1"], output_dir=tmp_path / "first"))
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
@@ -372,6 +375,7 @@ def test_factor_vae_resumes_like_an_uninterrupted_run(make_cfg, tmp_path, caplog
 
 
 @pytest.mark.parametrize("name", ["factor_vae", "beta_tcvae"])
+@pytest.mark.integration
 def test_objective_trains_on_two_ddp_processes(name, train_cli, tmp_path):
     import json
 

@@ -147,6 +147,17 @@ class FactorDataModule(InMemoryDataModule):
         return torch.stack([values[torch.randint(len(values), (n,), generator=generator)]
                             for values in self._values], dim=1)
 
+    def grid_index(self, factors: torch.Tensor) -> torch.Tensor:
+        """Each combination's place in the full factor grid (the last factor fastest, as the
+        official files order their rows): int64 [n, K] -> [n]."""
+        self._ready()
+        return factors.long().cpu() @ self._strides
+
+    def grid_factors(self, index: torch.Tensor) -> torch.Tensor:
+        """The inverse of grid_index: int64 [n] -> factor classes [n, K]."""
+        self._ready()
+        return index.long().cpu()[:, None] // self._strides % torch.tensor(self._sizes)
+
     def images_from_factors(self, factors: torch.Tensor) -> torch.Tensor:
         """The images with the given factor classes, as stored (before any binarisation):
         int64 [n, K] -> uint8 [n, C, H, W], on the device of `factors`."""

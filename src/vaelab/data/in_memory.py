@@ -87,8 +87,8 @@ class InMemoryDataModule(L.LightningDataModule):
     - `model_input(images)`: uint8 images -> the float batch the model sees;
     - `class_labels(labels)`, `class_names`: one class per image, for colouring plots;
     - `attributes(split)`: named binary attributes (classes one-hot for class data);
-    - `factor_names`, `factor_sizes`, `sample_factors`, `images_from_factors` on data with
-      ground-truth factors (`has_factors`).
+    - `factor_names`, `factor_sizes`, `sample_factors`, `images_from_factors`, `grid_index`,
+      `grid_factors` on data with ground-truth factors (`has_factors`, data/factors.py).
 
     Batches leave the loader as uint8 and become floats in [0, 1] on the training device
     (`on_after_batch_transfer`), where dynamic binarisation also samples.

@@ -11,7 +11,6 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from vaelab.console import log
-from vaelab.data.factors import mixed_radix_strides
 from vaelab.metrics import disentanglement as dm
 
 Encode = Callable[[torch.Tensor], torch.Tensor]
@@ -71,7 +70,6 @@ class EncodedFactorGrid:
     def __init__(self, data, encode: Encode):
         self.data, self.encode = data, encode
         self.factor_sizes: list[int] = data.factor_sizes
-        self._strides = mixed_radix_strides(self.factor_sizes)
         self._encoded = torch.zeros(math.prod(self.factor_sizes), dtype=torch.bool)
         self._codes: torch.Tensor | None = None  # float32 [grid size, D], allocated on first use
 
@@ -88,11 +86,10 @@ class EncodedFactorGrid:
 
     def represent(self, factors: torch.Tensor) -> torch.Tensor:
         """Codes of the images of factor classes [n, K]; -> float32 [n, D] on the CPU."""
-        rows = factors.long().cpu() @ self._strides
+        rows = self.data.grid_index(factors)
         new = rows[~self._encoded[rows]].unique()
         if len(new):
-            sizes = torch.tensor(self.factor_sizes)
-            codes = self.encode(self.data.images_from_factors(new[:, None] // self._strides % sizes))
+            codes = self.encode(self.data.images_from_factors(self.data.grid_factors(new)))
             if self._codes is None:
                 self._codes = torch.zeros(len(self._encoded), codes.shape[1])
             self._codes[new] = codes.detach().float().cpu()
@@ -115,10 +112,12 @@ def disentanglement_scores(codes: torch.Tensor, factors: torch.Tensor,
     time logged; `settings` is eval.yaml's disentanglement node. Keys without the test/ prefix."""
     num_train, num_test = split_counts(len(codes), settings["num_train"], settings["num_test"])
     if (num_train, num_test) != (settings["num_train"], settings["num_test"]):
+        wanted = settings["num_train"] + settings["num_test"]
         log.warning(f"disentanglement: {len(codes)} test points for num_train="
                     f"{settings['num_train']} + num_test={settings['num_test']}: using "
-                    f"{num_train} + {num_test} (the same ratio). For the full counts raise "
-                    "disentanglement.num_points, or train with a larger data.test_size")
+                    f"{num_train} + {num_test} (the same ratio). The full counts need "
+                    f"disentanglement.num_points >= {wanted} and a run trained with "
+                    f"data.test_size >= {wanted}")
     seed, num_bins = settings["seed"], settings["num_bins"]
     split = {"num_train": num_train, "num_test": num_test, "seed": seed}
     metrics: dict[str, Callable[[], dict[str, float]]] = {

@@ -80,23 +80,24 @@ class Evaluation(L.LightningModule):
     - active units, reconstruction MSE/PSNR/SSIM against `references` (grey levels before
       binarisation), and FID/KID on the first `fid_images` images (when `fidelity` is given),
     - with `disentanglement` settings (eval.yaml's node) and `factor_data` (a DataModule with
-      factors): the posterior means of the first `num_points` images, scored at the epoch's
-      end with the sampling scores (vaelab.metrics.disentanglement_eval). Every rank computes
-      the same numbers from the gathered points.
+      factors): the posterior means and factor classes of the first `num_points` images, for
+      MIG, DCI, SAP and modularity at the epoch's end, with the beta-VAE and FactorVAE scores
+      on images drawn from the factor grid (vaelab.metrics.disentanglement_eval). Every rank
+      computes the same numbers from the points gathered from all ranks.
 
     Draws beyond the ELBO's come from generators seeded with `seed` (+ rank), so they do not
     shift the ELBO's random stream.
     """
 
     def __init__(self, model: VAE, references: Callable[[torch.Tensor], torch.Tensor],
-                 num_samples: int, max_decodes: int, nll_images: int | None,
+                 num_samples: int, max_values: int, nll_images: int | None,
                  active_threshold: float, ssim_kernel_size: int, seed: int,
                  fidelity: SampleFidelity | None = None, fid_images: int = 0,
                  disentanglement: Mapping | None = None, factor_data=None):
         super().__init__()
         self.model = model
         self.references = references
-        self.num_samples, self.max_decodes, self.nll_images = num_samples, max_decodes, nll_images
+        self.num_samples, self.max_values, self.nll_images = num_samples, max_values, nll_images
         self.seed = seed
         self.elbo = RunningMeans(METRICS)
         self.nll = RunningMeans(("nll", "nll_elbo"))
@@ -131,7 +132,7 @@ class Evaluation(L.LightningModule):
             torch.ones_like(index, dtype=torch.bool)
         if in_nll.any():
             log_px, elbo_k = importance_weighted_bounds(
-                self.model, x[in_nll.to(x.device)], self.num_samples, self.max_decodes,
+                self.model, x[in_nll.to(x.device)], self.num_samples, self.max_values,
                 self._generator)
             self.nll.update(torch.stack([-log_px, elbo_k], dim=1))
             self.nll_count.update(len(log_px))

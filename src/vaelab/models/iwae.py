@@ -57,22 +57,38 @@ def iwae_bound(log_weights: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(log_weights, dim=0) - math.log(log_weights.shape[0])
 
 
+#: likelihood parameters decoded at once by default: 16M float32 values, 64 MB (the likelihood's
+#: own computation takes a few times that)
+MAX_VALUES = 16_000_000
+
+
 @torch.no_grad()
 def importance_weighted_bounds(model: LatentVariableModel, x: torch.Tensor, num_samples: int,
-                               max_decodes: int = 50_000,
+                               max_values: int = MAX_VALUES,
                                generator: torch.Generator | None = None
                                ) -> tuple[torch.Tensor, torch.Tensor]:
     """(the K-sample bound on log p(x), the ELBO estimated from the same K samples), each [B],
-    decoding at most `max_decodes` images at once.
+    decoding at most `max_values` likelihood parameters at once; x [B, C, H, W].
 
-    Samples are drawn in chunks and combined with a running logsumexp (and a running sum), so
-    memory is set by `max_decodes`, not by K (K=5000 fits on a CPU); x [B, C, H, W].
+    Images and samples are taken in chunks, the samples combined with a running logsumexp (and
+    a running sum), so memory is set by `max_values`, not by K, the batch or the likelihood
+    (a 10-component logistic mixture has 100 parameters per RGB pixel, a Bernoulli one).
     """
-    if num_samples < 1 or max_decodes < 1:
-        raise ValueError(f"num_samples ({num_samples}) and max_decodes ({max_decodes}) must "
+    if num_samples < 1 or max_values < 1:
+        raise ValueError(f"num_samples ({num_samples}) and max_values ({max_values}) must "
                          "be >= 1")
+    per_image = math.prod(model.likelihood.param_shape(tuple(x.shape[1:])))
+    bounds = [_chunk_bounds(model, chunk, num_samples,
+                            max(1, max_values // (len(chunk) * per_image)), generator)
+              for chunk in x.split(max(1, max_values // per_image))]
+    return torch.cat([b[0] for b in bounds]), torch.cat([b[1] for b in bounds])
+
+
+def _chunk_bounds(model: LatentVariableModel, x: torch.Tensor, num_samples: int,
+                  per_chunk: int, generator: torch.Generator | None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """importance_weighted_bounds of images x, `per_chunk` samples per decoder call."""
     mu, logvar = model.encode(x)
-    per_chunk = max(1, max_decodes // x.shape[0])
     log_sum = torch.full((x.shape[0],), -math.inf, device=x.device, dtype=mu.dtype)
     total = torch.zeros_like(log_sum)
     for start in range(0, num_samples, per_chunk):
@@ -84,7 +100,7 @@ def importance_weighted_bounds(model: LatentVariableModel, x: torch.Tensor, num_
 
 
 def importance_weighted_log_likelihood(model: LatentVariableModel, x: torch.Tensor,
-                                       num_samples: int, max_decodes: int = 50_000,
+                                       num_samples: int, max_values: int = MAX_VALUES,
                                        generator: torch.Generator | None = None) -> torch.Tensor:
     """The K-sample bound on log p(x) per image (see importance_weighted_bounds); [B]."""
-    return importance_weighted_bounds(model, x, num_samples, max_decodes, generator)[0]
+    return importance_weighted_bounds(model, x, num_samples, max_values, generator)[0]

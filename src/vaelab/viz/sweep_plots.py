@@ -122,6 +122,7 @@ def metrics_by_line(metrics: Mapping[str, Sequence[float | None]], x: Sequence[f
                         color=colours[line], label=line)
         if log_x:
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter("{x:g}")
         ax.set_xlabel(xlabel)
         ax.set_title(name, fontsize=10)
         ax.grid(alpha=0.3)
