@@ -160,3 +160,19 @@ def train_cli(tmp_path):
                            expect_ok=expect_ok, timeout=timeout, wait=wait)
 
     return _run
+
+
+@pytest.fixture
+def decoded_files(monkeypatch) -> list[str]:
+    """The names of the image files decoded while the test runs (each decode appends one)."""
+    from vaelab.data.image_files import ImagePreprocess
+
+    decoded = []
+    real = ImagePreprocess.__call__
+
+    def counting(self, path):
+        decoded.append(path.name)
+        return real(self, path)
+
+    monkeypatch.setattr(ImagePreprocess, "__call__", counting)
+    return decoded

@@ -10,7 +10,6 @@ from PIL import Image
 
 from conftest import CELEBA_ATTRIBUTES, write_celeba
 from vaelab.data.celeba import CelebADataModule, CelebAFolderError
-from vaelab.data.image_files import ImagePreprocess
 from vaelab.train import train
 
 N = 36
@@ -91,17 +90,10 @@ def test_crop_and_size_are_configurable(tmp_path, celeba_data):
     assert images[:, 0, 0, 0].float().min() > 200 and images[:, 1, 0, 0].float().max() < 60
 
 
-def test_cache_built_reused_and_rebuilt(tmp_path, celeba_data, monkeypatch):
+def test_cache_built_reused_and_rebuilt(tmp_path, celeba_data, monkeypatch, decoded_files):
     root = write(tmp_path / "celeba", celeba_data)
     cache_dir = tmp_path / "cache"
-    decoded = []
-    real = ImagePreprocess.__call__
-
-    def counting(self, path):
-        decoded.append(path.name)
-        return real(self, path)
-
-    monkeypatch.setattr(ImagePreprocess, "__call__", counting)
+    decoded = decoded_files
     kwargs = {"cache": True, "cache_dir": str(cache_dir)}
     first = datamodule(root, **kwargs)
     assert len(decoded) == N

@@ -11,7 +11,6 @@ import torch
 from PIL import Image
 
 from vaelab.data.image_decoder import UnreadableImagesError
-from vaelab.data.image_files import ImagePreprocess
 from vaelab.data.image_folder import ImageFolderDataModule, ImageFolderError
 from vaelab.data.splits import stratified_split
 from vaelab.train import train
@@ -222,7 +221,8 @@ def test_unreadable_files_are_named(photo_folder):
     assert not list((root.parent / "cache").glob("*.partial")), "no partial file left behind"
 
 
-def test_skip_bad_files_leaves_them_out_and_lists_them(photo_folder, monkeypatch):
+def test_skip_bad_files_leaves_them_out_and_lists_them(photo_folder, monkeypatch,
+                                                       decoded_files):
     root, expected = photo_folder
     bad = break_files(root)
     with pytest.warns(UserWarning) as warned:
@@ -237,7 +237,8 @@ def test_skip_bad_files_leaves_them_out_and_lists_them(photo_folder, monkeypatch
               for w in warned]
     assert [int(c.group(1)) for c in counts if c] == [2]
     # Reused from the cache: no decoding, the same files left out, labels still aligned.
-    decoded = count_decodes(monkeypatch)
+    decoded = decoded_files
+    decoded.clear()
     with pytest.warns(UserWarning, match="left out 2 unreadable image files"):
         again = setup_dm(root, skip_bad_files=True)
     assert decoded == []
@@ -248,22 +249,10 @@ def test_skip_bad_files_leaves_them_out_and_lists_them(photo_folder, monkeypatch
                                                 for n in rel(again, split, root)]
 
 
-def count_decodes(monkeypatch) -> list[str]:
-    decoded = []
-    real = ImagePreprocess.__call__
-
-    def counting(self, path):
-        decoded.append(path.name)
-        return real(self, path)
-
-    monkeypatch.setattr(ImagePreprocess, "__call__", counting)
-    return decoded
-
-
-def test_cache_reused_and_rebuilt(photo_folder, monkeypatch, caplog):
+def test_cache_reused_and_rebuilt(photo_folder, monkeypatch, caplog, decoded_files):
     root, expected = photo_folder
     cache = root.parent / "cache"
-    decoded = count_decodes(monkeypatch)
+    decoded = decoded_files
     first = setup_dm(root)
     assert len(decoded) == len(expected)
     assert sorted(p.name.split("-")[0] for p in cache.glob("*.json")) == ["test", "train", "val"]

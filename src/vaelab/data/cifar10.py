@@ -12,12 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import download_and_extract_archive
 
-from vaelab.data.in_memory import InMemoryDataModule
-from vaelab.data.splits import hold_out
+from vaelab.data.in_memory import OfficialSplitDataModule
 
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
@@ -144,38 +142,31 @@ def download(data_dir: str | Path) -> None:
             f"{CIFAR10.filename} there and extract it, and set data.download=false.") from err
 
 
-class CIFAR10DataModule(InMemoryDataModule):
+class CIFAR10DataModule(OfficialSplitDataModule):
     """CIFAR-10: a seeded val split of the 50k training images and the official 10k test."""
 
-    def __init__(self, data_dir: str, download: bool = False, val_size: int = 5000,
-                 split_seed: int = 12345, image_shape: Sequence[int] = IMAGE_SHAPE,
-                 num_classes: int = 10, **kwargs):
-        super().__init__(image_shape=image_shape, num_classes=num_classes, **kwargs)
-        self.data_dir = data_dir
-        self.download = download
-        self.val_size = val_size
-        self.split_seed = split_seed
+    title = "CIFAR-10"
+
+    def __init__(self, data_dir: str, image_shape: Sequence[int] = IMAGE_SHAPE, **kwargs):
+        super().__init__(data_dir, image_shape, **kwargs)
         self._class_names: list[str] = []
 
-    def prepare_data(self) -> None:
-        # Lightning calls prepare_data on one process only, so downloads never race.
-        if self.download:
-            try:
-                check_files(self.data_dir)
-            except FileNotFoundError:
-                download(self.data_dir)
+    def files_present(self) -> bool:
+        try:
+            check_files(self.data_dir)
+        except FileNotFoundError:
+            return False
+        return True
 
-    def load_splits(self):
+    def fetch(self) -> None:
+        download(self.data_dir)
+
+    def read_train_test(self):
         folder = check_files(self.data_dir)
         batches = [read_batch(folder / name) for name in TRAIN_FILES]
-        images = torch.cat([x for x, _ in batches])
-        labels = torch.cat([y for _, y in batches])
-        train, val = hold_out(len(images), self.val_size, self.split_seed,
-                              what="CIFAR-10's training set")
         self._class_names = read_class_names(folder / META_FILE)
-        rank_zero_info(f"CIFAR-10 from {folder}: {len(train)} train, {len(val)} val")
-        return {"train": (images[train], labels[train]), "val": (images[val], labels[val]),
-                "test": read_batch(folder / TEST_FILE)}
+        return ((torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])),
+                read_batch(folder / TEST_FILE))
 
     @property
     def class_names(self) -> list[str]:

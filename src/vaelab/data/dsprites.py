@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from rich.progress import track
 
-from vaelab.data.cache import cache_folder, cached_array, source_fingerprint
-from vaelab.data.factors import FactorData, FactorDataModule, FactorFileError, factor_names_for
+from vaelab.data.cache import cached_array, source_fingerprint
+from vaelab.data.factors import FactorData, FactorFileDataModule, FactorFileError, factor_names_for
 
 FILE_NAME = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 #: dSprites' latents_classes columns (the file's metadata says so; it is not read, see above)
@@ -100,16 +100,12 @@ def stream_images(path: Path, out: np.ndarray) -> None:
             np.multiply(chunk, 255, out=out[start:start + count])
 
 
-class DSpritesDataModule(FactorDataModule):
+class DSpritesDataModule(FactorFileDataModule):
     """dSprites from `<data_dir>/<file_name>`: images uint8 [N, 1, 64, 64] in {0, 255}, labels
     the factor classes [N, K] that vary (colour, constant in dSprites, is dropped)."""
 
-    def __init__(self, data_dir: str, file_name: str = FILE_NAME, cache_dir: str | None = None,
-                 val_size: int = 10000, test_size: int = 10000, **kwargs):
-        super().__init__(val_size=val_size, test_size=test_size, **kwargs)
-        self.path = Path(data_dir).expanduser() / file_name
-        folder = cache_folder(cache_dir, self.path.parent / "vaelab_cache")
-        self.cache_path = folder / f"{self.path.stem}.npy"
+    def __init__(self, data_dir: str, file_name: str = FILE_NAME, **kwargs):
+        super().__init__(data_dir, file_name, **kwargs)
 
     def _checked_path(self) -> Path:
         if not self.path.is_file():

@@ -4,11 +4,13 @@ factor combinations (dSprites, 3dshapes, vaelab's rendered sprites) or a subsamp
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.nn import functional as F
 
+from vaelab.data.cache import cache_folder
 from vaelab.data.in_memory import InMemoryDataModule
 from vaelab.data.splits import held_out_splits
 
@@ -202,3 +204,15 @@ class FactorDataModule(InMemoryDataModule):
         columns = [F.one_hot(labels[:, k].long(), size).bool()
                    for k, size in enumerate(self._sizes)]
         return names, torch.cat(columns, dim=1)
+
+
+class FactorFileDataModule(FactorDataModule):
+    """Factor data read from one downloaded file, `<data_dir>/<file_name>`, and cached as
+    `<cache_dir>/<file stem>.npy` (cache_dir default: `<data_dir>/vaelab_cache`)."""
+
+    def __init__(self, data_dir: str, file_name: str, cache_dir: str | None = None,
+                 val_size: int = 10000, test_size: int = 10000, **kwargs):
+        super().__init__(val_size=val_size, test_size=test_size, **kwargs)
+        self.path = Path(data_dir).expanduser() / file_name
+        folder = cache_folder(cache_dir, self.path.parent / "vaelab_cache")
+        self.cache_path = folder / f"{self.path.stem}.npy"

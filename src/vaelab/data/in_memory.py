@@ -6,6 +6,9 @@ import lightning as L
 import torch
 from torch.nn import functional as F
 
+from vaelab.console import log
+from vaelab.data.splits import hold_out
+
 BINARIZE = ("none", "static", "dynamic")
 
 
@@ -247,3 +250,47 @@ class InMemoryDataModule(L.LightningDataModule):
         images, *rest = batch
         training = self.trainer is not None and self.trainer.training
         return (self.model_input(images, train=training), *rest)
+
+
+class OfficialSplitDataModule(InMemoryDataModule):
+    """Data published as a train set and a test set (MNIST, Fashion-MNIST, CIFAR-10): the val
+    split is `val_size` images held out of train (seeded by `split_seed`). Subclasses read the
+    files (`read_train_test`), say whether they are there (`files_present`) and fetch them
+    (`fetch`, when `download` is set)."""
+
+    #: how log lines and errors name the data
+    title = "the data"
+
+    def __init__(self, data_dir: str, image_shape: Sequence[int], num_classes: int = 10,
+                 download: bool = False, val_size: int = 5000, split_seed: int = 12345,
+                 **kwargs):
+        super().__init__(image_shape=image_shape, num_classes=num_classes, **kwargs)
+        self.data_dir = data_dir
+        self.download = download
+        self.val_size = val_size
+        self.split_seed = split_seed
+
+    def read_train_test(self) -> tuple[tuple[torch.Tensor, torch.Tensor],
+                                       tuple[torch.Tensor, torch.Tensor]]:
+        """((train images, labels), (test images, labels)), uint8 [N, C, H, W] and int64 [N]."""
+        raise NotImplementedError
+
+    def files_present(self) -> bool:
+        raise NotImplementedError
+
+    def fetch(self) -> None:
+        raise NotImplementedError
+
+    def prepare_data(self) -> None:
+        # Lightning calls prepare_data on one process only, so downloads never race.
+        if self.download and not self.files_present():
+            self.fetch()
+
+    def load_splits(self):
+        (images, labels), test = self.read_train_test()
+        train, val = hold_out(len(images), self.val_size, self.split_seed,
+                              what=f"{self.title}'s training set")
+        log.info(f"{self.title} from {self.data_dir}: {len(train)} train, {len(val)} val, "
+                 f"{len(test[0])} test")
+        return {"train": (images[train], labels[train]), "val": (images[val], labels[val]),
+                "test": test}

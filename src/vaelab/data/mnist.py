@@ -9,11 +9,9 @@ from pathlib import Path
 
 import torch
 import torchvision.datasets
-from lightning.pytorch.utilities import rank_zero_info
 
 from vaelab.data.idx import read_idx
-from vaelab.data.in_memory import InMemoryDataModule
-from vaelab.data.splits import hold_out
+from vaelab.data.in_memory import OfficialSplitDataModule
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -69,38 +67,26 @@ def download(data_dir: str | Path, dataset: str = "MNIST") -> None:
         ) from err
 
 
-class MNISTDataModule(InMemoryDataModule):
+class MNISTDataModule(OfficialSplitDataModule):
     """MNIST: train/val split of the 60k training images (fixed seed) and the official 10k test."""
 
     #: torchvision's dataset class, also the folder under data_dir
     dataset = "MNIST"
 
-    def __init__(self, data_dir: str, download: bool = False, val_size: int = 5000,
-                 split_seed: int = 12345, image_shape: Sequence[int] = (1, 28, 28),
-                 num_classes: int = 10, **kwargs):
-        super().__init__(image_shape=image_shape, num_classes=num_classes, **kwargs)
-        self.data_dir = data_dir
-        self.download = download
-        self.val_size = val_size
-        self.split_seed = split_seed
+    def __init__(self, data_dir: str, image_shape: Sequence[int] = (1, 28, 28), **kwargs):
+        super().__init__(data_dir, image_shape, **kwargs)
+        self.title = self.dataset
 
-    def prepare_data(self) -> None:
-        # Lightning calls prepare_data on one process only, so downloads never race.
+    def files_present(self) -> bool:
         raw = raw_dir(self.data_dir, self.dataset)
-        if self.download and not all(_find(raw, n) for pair in FILES.values() for n in pair):
-            download(self.data_dir, self.dataset)
+        return all(_find(raw, name) for pair in FILES.values() for name in pair)
 
-    def load_splits(self):
-        images, labels = load_idx_split(self.data_dir, "train", self.dataset)
-        train, val = hold_out(len(images), self.val_size, self.split_seed,
-                              what="the training file")
-        rank_zero_info(f"{self.dataset} from {raw_dir(self.data_dir, self.dataset)}: "
-                       f"{len(train)} train, {len(val)} val")
-        return {
-            "train": (images[train], labels[train]),
-            "val": (images[val], labels[val]),
-            "test": load_idx_split(self.data_dir, "test", self.dataset),
-        }
+    def fetch(self) -> None:
+        download(self.data_dir, self.dataset)
+
+    def read_train_test(self):
+        return (load_idx_split(self.data_dir, "train", self.dataset),
+                load_idx_split(self.data_dir, "test", self.dataset))
 
 
 class FashionMNISTDataModule(MNISTDataModule):

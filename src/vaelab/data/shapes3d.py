@@ -5,15 +5,14 @@ The images are read in chunks, turned channels-first, and cached as a memory-map
 [N, 3, H, W] (5.9 GB for the full file), so later runs start without touching the HDF5 images.
 """
 
-from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
 from rich.progress import track
 
-from vaelab.data.cache import CacheWriteError, cache_folder, cached_array, source_fingerprint
-from vaelab.data.factors import FactorData, FactorDataModule, FactorFileError, factor_names_for
+from vaelab.data.cache import CacheWriteError, cached_array, source_fingerprint
+from vaelab.data.factors import FactorData, FactorFileDataModule, FactorFileError, factor_names_for
 
 FILE_NAME = "3dshapes.h5"
 FACTORS = ["floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"]
@@ -43,16 +42,12 @@ def copy_images_chw(images: h5py.Dataset, out: np.ndarray) -> None:
         out[start:start + CHUNK] = images[start:start + CHUNK].transpose(0, 3, 1, 2)
 
 
-class Shapes3DDataModule(FactorDataModule):
+class Shapes3DDataModule(FactorFileDataModule):
     """3dshapes from `<data_dir>/<file_name>`: images uint8 [N, 3, 64, 64], labels the classes
     [N, K] of floor_hue, wall_hue, object_hue, scale, shape, orientation (those that vary)."""
 
-    def __init__(self, data_dir: str, file_name: str = FILE_NAME, cache_dir: str | None = None,
-                 val_size: int = 10000, test_size: int = 10000, **kwargs):
-        super().__init__(val_size=val_size, test_size=test_size, **kwargs)
-        self.path = Path(data_dir).expanduser() / file_name
-        folder = cache_folder(cache_dir, self.path.parent / "vaelab_cache")
-        self.cache_path = folder / f"{self.path.stem}.npy"
+    def __init__(self, data_dir: str, file_name: str = FILE_NAME, **kwargs):
+        super().__init__(data_dir, file_name, **kwargs)
 
     def _read(self) -> tuple[np.ndarray, np.ndarray]:
         """(cached uint8 images [N, C, H, W], int64 factor classes [N, K])."""
