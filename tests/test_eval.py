@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,20 @@ def test_eval_on_two_processes_agrees_with_one(make_cfg, tmp_path):
         assert abs(ddp[key] - single[key]) < 0.5, key
     assert ddp["test/active_units"] == single["test/active_units"]
     assert ddp["test/recon_mse"] == pytest.approx(single["test/recon_mse"], rel=1e-5)
+
+
+def test_eval_says_what_it_will_do_shows_progress_and_logs_it(make_cfg, tmp_path):
+    from conftest import run_command
+
+    train(make_cfg(["trainer.max_epochs=1", "logger=none", "test=false",
+                    "data.eval_batch_size=100"]))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    out = run_command(tmp_path, ["vaelab.eval", f"ckpt_path={ckpt}", "fid.enabled=false",
+                                 "iwae.num_samples=30", "callbacks.progress.every_n_steps=1",
+                                 f"hydra.run.dir={tmp_path / 'eval'}"])
+    assert "K=30 importance samples on 300 of them: 9,000 decodes" in out
+    lines = re.findall(r"testing: batch (\d)/3 \([\d.]+ it/s, ETA [\d:?]+\)", out)
+    assert lines == ["1", "2", "3"]
+    assert len(re.findall(r"│ test/nll +│", out)) == 1  # one table, not Lightning's too
+    log = (tmp_path / "eval" / "eval.log").read_text()
+    assert "9,000 decodes" in log and "testing: batch 3/3" in log

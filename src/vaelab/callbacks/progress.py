@@ -116,6 +116,7 @@ class PlainProgress(ProgressBar):
                           dataloader_idx: int = 0) -> None:
         if not (self._enabled and trainer.is_global_zero and self._due(batch_idx)):
             return
+        self.has_dataloader_changed(dataloader_idx)  # what the batch totals are counted for
         done, total = batch_idx + 1, self.total_test_batches_current_dataloader
         log.info(f"testing: batch {done}/{total} ({self._rate_and_eta(done, total)})")
 
