@@ -43,3 +43,21 @@ def test_there_are_options_to_compose():
     groups = {group for group, _ in options()}
     assert {"data", "model/encoder", "model/likelihood", "trainer", "logger", "callbacks",
             "experiment", "hydra/launcher", "figures"} <= groups
+
+
+#: recipes whose point is a likelihood option (celeba_beta_vae: a fixed Gaussian scale); swapping
+#: their likelihood needs `~model.likelihood.<option>` too
+LIKELIHOOD_RECIPES = {"celeba_beta_vae"}
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (ROOT / "experiment").glob("*.yaml")
+                                              if p.stem not in LIKELIHOOD_RECIPES))
+def test_every_recipe_takes_every_likelihood(tmp_path, experiment):
+    """Swapping model/likelihood on a recipe's command line must not fail on a key the recipe
+    left in the likelihood's config."""
+    from hydra.utils import instantiate
+
+    for likelihood in sorted(p.stem for p in (ROOT / "model" / "likelihood").glob("*.yaml")):
+        cfg = compose_config("train", [f"experiment={experiment}",
+                                       f"model/likelihood={likelihood}"], tmp_path)
+        assert instantiate(cfg.model.likelihood) is not None, likelihood

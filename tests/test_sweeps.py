@@ -234,11 +234,11 @@ def test_disentanglement_figures_pool_seeds_into_one_line_per_objective(disentan
     by_strength = figures["disentanglement_vs_strength.png"]
     mig = next(ax for ax in by_strength.axes if ax.get_title() == "mig")
     lines = {bars.get_label(): bars.lines[0] for bars in mig.containers}
-    assert sorted(lines) == ["BetaTCVAE", "FactorVAE"]
+    assert sorted(lines) == ["FactorVAE", "β-TCVAE"]  # the objectives' names in plots
     assert list(lines["FactorVAE"].get_xdata()) == [10, 40]
     # mean over seeds 0 and 1; at strength 40 job 7 (not evaluated) is left out
     assert list(lines["FactorVAE"].get_ydata()) == pytest.approx([0.105, 0.40])
-    assert list(lines["BetaTCVAE"].get_ydata()) == pytest.approx([(0.5 + 0.02) / 2, 0.045])
+    assert list(lines["β-TCVAE"].get_ydata()) == pytest.approx([(0.5 + 0.02) / 2, 0.045])
     by_rate = figures["disentanglement_vs_rate.png"]
     mig = next(ax for ax in by_rate.axes if ax.get_title() == "mig")
     rate = {bars.get_label(): bars.lines[0] for bars in mig.containers}["FactorVAE"]

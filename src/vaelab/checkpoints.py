@@ -4,7 +4,6 @@ states; where a run continues from (ckpt_path=..., resume=auto); a run rebuilt f
 import os
 import pickle
 import random
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,7 +49,7 @@ def load_checkpoint(ckpt_path: str | Path, map_location="cpu") -> dict:
             f"{detail.strip()!r}: refusing to load it, as loading such objects can run "
             "arbitrary code. Use a .ckpt that vaelab-train wrote."
         ) from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
+    except Exception as err:  # torch.load fails in many ways on a file that is not its own
         raise CheckpointError(
             f"{path} is not a readable checkpoint ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else 'empty'}): it is truncated, corrupt or "

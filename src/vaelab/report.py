@@ -27,6 +27,9 @@ DISENTANGLEMENT = ("beta_vae_score", "factor_vae_score", "mig", "dci_disentangle
 DISENTANGLEMENT_SUMMARY = ("beta_vae_score", "factor_vae_score", "mig", "dci_disentanglement",
                            "sap", "modularity")
 #: The objectives whose regularisation strength is not model.beta: (config key, symbol).
+#: how plots name the objectives (the table keeps their class names)
+LABELS = {"Elbo": "β-VAE", "IWAE": "IWAE", "BetaTCVAE": "β-TCVAE", "FactorVAE": "FactorVAE",
+          "DipVAEI": "DIP-VAE-I", "DipVAEII": "DIP-VAE-II"}
 STRENGTHS = {"FactorVAE": ("model.objective.gamma", "γ"),
              "DipVAEI": ("model.objective.lambda_od", "λ_od"),
              "DipVAEII": ("model.objective.lambda_od", "λ_od")}
@@ -89,7 +92,7 @@ def line_labels(rows: list[dict], swept: list[str]) -> list[str]:
             groups.setdefault((row["objective"], row["strength"], key), set()).add(row[key])
     split = [k for k in swept if k != "seed"
              and any(len(v) > 1 for (_, _, key), v in groups.items() if key == k)]
-    return [", ".join([row["objective"] or "objective?",
+    return [", ".join([LABELS.get(row["objective"], row["objective"]) or "objective?",
                        *(f"{k.rsplit('.', 1)[-1]}={row[k]}" for k in split)]) for row in rows]
 
 

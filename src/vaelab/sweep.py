@@ -79,7 +79,7 @@ def read_job(path: Path) -> Job:
         else:
             job.status = "interrupted" if record.get("interrupted") else "failed"
             job.error = f"{record.get('error_type')}: {record.get('message')}"
-            if record.get("checkpoint"):
+            if record.get("checkpoint") and record["checkpoint"] not in job.error:
                 job.error += f" (checkpoint {record['checkpoint']})"
     elif metrics.is_file():
         record, damage = _read_record(metrics)

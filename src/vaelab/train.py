@@ -1,6 +1,9 @@
 """vaelab-train: compose a config, build data/model/trainer, fit, test, return the metric."""
 
+from pathlib import Path
+
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -82,13 +85,7 @@ def fit_and_test(cfg: DictConfig, trainer, model, datamodule, ckpt_path: str | N
         except SIGTERMException:
             saved = interrupt_checkpoint(trainer)
             attempt.interrupt_checkpoint = saved
-            raise RunInterrupted(
-                f"terminated (SIGTERM) at step {trainer.global_step}"
-                + (f"; checkpoint {saved}: continue with the same command plus "
-                   f"hydra.run.dir={cfg.paths.output_dir} resume=auto" if saved else "")
-                + ("; the sweep stops here, its later jobs do not run (vaelab-report lists "
-                   "them)" if sweep_group(cfg.task_name) else "")
-            ) from None
+            raise RunInterrupted(interrupted_message(cfg, trainer.global_step, saved)) from None
         if "val/elbo" not in trainer.callback_metrics and not trainer.fast_dev_run:
             # resumed from a run that had already finished: nothing trained, validate once
             trainer.validate(model, datamodule=datamodule, verbose=False)
@@ -108,6 +105,20 @@ def fit_and_test(cfg: DictConfig, trainer, model, datamodule, ckpt_path: str | N
     if best_checkpoint(trainer):
         metrics["best_checkpoint"] = best_checkpoint(trainer)
     return metrics
+
+
+def interrupted_message(cfg: DictConfig, step: int, checkpoint: Path | None) -> str:
+    """What a run stopped by SIGTERM says: where it stopped, and how to continue it."""
+    message = f"terminated (SIGTERM) at step {step}"
+    if checkpoint is not None:
+        message += f"; checkpoint {checkpoint}"
+    if sweep_group(cfg.task_name):
+        sweep_dir = HydraConfig.get().sweep.dir
+        return message + ("; the sweep stops here and its later jobs do not run (vaelab-report "
+                          "lists them): continue it with the same command plus "
+                          f"hydra.sweep.dir={sweep_dir} resume=auto")
+    return message + (f": continue with the same command plus hydra.run.dir="
+                      f"{cfg.paths.output_dir} resume=auto")
 
 
 def as_floats(metrics: dict) -> dict[str, float]:

@@ -1,9 +1,7 @@
 """CIFAR-10 (restricted unpickling) and Fashion-MNIST on files in torchvision's formats."""
 
-import io
 import os
 import pickle
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -13,33 +11,13 @@ from torchvision.datasets import CIFAR10, FashionMNIST
 
 from conftest import make_mnist
 from vaelab.data import CIFAR10DataModule, FashionMNISTDataModule
-from vaelab.data.cifar10 import CIFARFormatError
+from vaelab.data.cifar10 import CIFARFormatError, cifar_file_bytes
 from vaelab.train import train
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
            "truck"]
 PER_BATCH = 8
 N_TEST = 12
-
-
-class Python2Pickler(pickle._Pickler):
-    """Writes bytes as Python 2 `str` (BINSTRING opcodes), as the real CIFAR batches hold them
-    (Python 3 pickles bytes differently), so b"data" keys read back as "data" under latin1."""
-
-    def save_bytes(self, obj: bytes) -> None:
-        if len(obj) < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
-        self.memoize(obj)
-
-    dispatch = {**pickle._Pickler.dispatch, bytes: save_bytes}
-
-
-def python2_pickle(obj) -> bytes:
-    out = io.BytesIO()
-    Python2Pickler(out, protocol=2).dump(obj)
-    return out.getvalue()
 
 
 def write_cifar(root: Path, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -55,11 +33,11 @@ def write_cifar(root: Path, seed: int = 0) -> dict[str, tuple[np.ndarray, np.nda
         labels = rng.integers(0, 10, size=n)
         entry = {b"batch_label": name.encode(), b"labels": labels.tolist(), b"data": data,
                  b"filenames": [f"{name}_{i}.png".encode() for i in range(n)]}
-        (folder / name).write_bytes(python2_pickle(entry))
+        (folder / name).write_bytes(cifar_file_bytes(entry))
         written[name] = (data, labels)
     meta = {b"num_cases_per_batch": PER_BATCH, b"label_names": [c.encode() for c in CLASSES],
             b"num_vis": 3072}
-    (folder / "batches.meta").write_bytes(python2_pickle(meta))
+    (folder / "batches.meta").write_bytes(cifar_file_bytes(meta))
     return written
 
 
@@ -132,7 +110,7 @@ def test_crafted_pickle_is_refused_without_running_code(cifar_root, tmp_path, wh
     path = root / "cifar-10-batches-py" / "data_batch_3"
     payload = RunsCode(marker)
     entry = payload if where == "whole_file" else {b"data": payload, b"labels": []}
-    path.write_bytes(python2_pickle(entry))
+    path.write_bytes(cifar_file_bytes(entry))
     assert pickle.loads(pickle.dumps(RunsCode(tmp_path / "control"))) == 0  # the payload works
     assert (tmp_path / "control").exists()
     with pytest.raises(CIFARFormatError, match=r"data_batch_3 was not loaded: it asks to import "
@@ -149,7 +127,7 @@ def test_cifar_damage_and_missing_files_are_named(cifar_root):
     with pytest.raises(CIFARFormatError, match=r"data_batch_2 is not a readable pickle.*"
                                                r"truncated or corrupt"):
         setup_cifar(root)
-    path.write_bytes(python2_pickle({b"data": np.zeros((4, 100), np.uint8), b"labels": [0] * 4}))
+    path.write_bytes(cifar_file_bytes({b"data": np.zeros((4, 100), np.uint8), b"labels": [0] * 4}))
     with pytest.raises(CIFARFormatError, match=r"'data' should be uint8 \[N, 3072\] but is "
                                                r"uint8 \[4, 100\]"):
         setup_cifar(root)

@@ -6,7 +6,9 @@ lists, strings, numbers and numpy arrays, so a crafted file cannot run code (pla
 """
 
 import importlib
+import io
 import pickle
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -140,6 +142,29 @@ def download(data_dir: str | Path) -> None:
         raise RuntimeError(
             f"downloading CIFAR-10 into {root} failed ({err}). Without network access, copy "
             f"{CIFAR10.filename} there and extract it, and set data.download=false.") from err
+
+
+class Python2Pickler(pickle._Pickler):
+    """Pickles bytes as Python 2 `str` (BINSTRING opcodes), as the real CIFAR files hold them, so
+    they read back as bytes with encoding="bytes" (the CIFAR website's loader) and as str with
+    "latin1" (torchvision's)."""
+
+    def save_bytes(self, obj: bytes) -> None:
+        if len(obj) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
+        self.memoize(obj)
+
+    dispatch = {**pickle._Pickler.dispatch, bytes: save_bytes}
+
+
+def cifar_file_bytes(entry: dict) -> bytes:
+    """A CIFAR-10 batch or meta file's bytes, written as the real ones are (for making data sets
+    in CIFAR-10's format: scripts/make_cifar_like.py, the tests)."""
+    out = io.BytesIO()
+    Python2Pickler(out, protocol=2).dump(entry)
+    return out.getvalue()
 
 
 class CIFAR10DataModule(OfficialSplitDataModule):
