@@ -7,6 +7,7 @@ A DDP rank that Lightning launched (it re-runs the command line) runs its parent
 instead of composing a new run directory (vaelab.distributed).
 """
 
+import gc
 import sys
 from collections.abc import Callable
 from typing import TypeVar
@@ -38,6 +39,11 @@ def run_task(task: Callable[[], T]) -> T:
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
             raise JobFailed(f"{type(error).__name__}: {error}") from None
         sys.exit(1)
+    finally:
+        # A finished job's trainer, model and data sit in reference cycles that Python frees
+        # only at some later full collection: without this, a sequential multirun's memory
+        # grows by a job's worth per job (400 MB per sprites job, measured).
+        gc.collect()
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
