@@ -19,7 +19,7 @@ from vaelab.metrics.disentanglement_eval import (
 )
 from vaelab.metrics.image_quality import SampleFidelity, reconstruction_metrics
 from vaelab.models.iwae import importance_weighted_bounds
-from vaelab.models.latents import encode_images
+from vaelab.models.latents import decode_means, encode_images
 from vaelab.models.running_means import RunningMeans
 from vaelab.models.vae import METRICS, VAE
 
@@ -142,7 +142,7 @@ class Evaluation(L.LightningModule):
         if self.factor_codes is not None:
             self.factor_codes.update(mu, labels, index)
         reference = self.references(index).to(self.device).float().div_(255.0)
-        self.recon.update(self.model.likelihood.mean(self.model.decode(mu)), reference)
+        self.recon.update(decode_means(self.model, mu), reference)
         if self.fidelity is not None:
             real = reference[(index < self.fid_images).to(self.device)]
             if len(real):
