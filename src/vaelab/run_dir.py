@@ -31,7 +31,6 @@ FIGURES = "figures"
 EVAL = "eval"
 HYDRA = ".hydra"
 LOCK = ".lock"
-LAST = "last.ckpt"
 #: written by Lightning's OnExceptionCheckpoint when an attempt stops on an exception (SIGTERM)
 INTERRUPTED = "interrupted"
 #: the files an attempt writes once; continuing a run in place keeps the earlier copies
@@ -66,10 +65,6 @@ class RunDir:
     @property
     def checkpoints(self) -> Path:
         return self.path / CHECKPOINTS
-
-    @property
-    def last_checkpoint(self) -> Path:
-        return self.checkpoints / LAST
 
     @property
     def figures(self) -> Path:
