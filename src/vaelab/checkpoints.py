@@ -26,9 +26,10 @@ class CheckpointError(ValueError):
     """A file that is not a readable, safe vaelab checkpoint."""
 
 
-def load_checkpoint(ckpt_path: str | Path, map_location="cpu") -> dict:
+def load_checkpoint(ckpt_path: str | Path, map_location="cpu", mmap: bool = False) -> dict:
     """torch.load a checkpoint with weights_only=True: tensors, numbers, strings and containers
-    only, so a crafted file cannot run code. Errors name the file and what to pass instead."""
+    only, so a crafted file cannot run code. Errors name the file and what to pass instead.
+    `mmap`: map the tensors' storage instead of reading it (enough to check the file)."""
     path = Path(ckpt_path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(
@@ -36,7 +37,7 @@ def load_checkpoint(ckpt_path: str | Path, map_location="cpu") -> dict:
             "(or another .ckpt that vaelab-train wrote)"
         )
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         # torch's message suggests weights_only=False, i.e. running the file's code: never that.
         lines = str(err).splitlines()
@@ -227,9 +228,10 @@ def resume_candidates(run: RunDir) -> list[Path]:
 
 
 def check_resumable(path: Path, run: RunDir) -> None:
-    """Load `path` once to be sure it is whole; the error names the intact epoch checkpoints."""
+    """Open `path` to be sure it is whole (Lightning then loads it for real); the error names the
+    intact epoch checkpoints."""
     try:
-        load_checkpoint(path)
+        load_checkpoint(path, mmap=True)
     except CheckpointError as err:
         others = sorted(str(p) for p in run.checkpoints.glob("epoch_*.ckpt"))
         hint = (f"; the epoch checkpoints here may be intact: continue from one with "
@@ -267,7 +269,7 @@ def resume_from(run: RunDir, ckpt_path: str | None, resume: str | None,
                 f"ckpt_path={ckpt_path} does not exist: pass a .ckpt that vaelab-train wrote, "
                 "e.g. <run dir>/checkpoints/last.ckpt, or use hydra.run.dir=<run dir> resume=auto"
             )
-        load_checkpoint(path)
+        load_checkpoint(path, mmap=True)  # refuse an unsafe or damaged file before anything
     refuse_other_runs(run, ckpt_path)
     return ckpt_path
 
@@ -298,7 +300,6 @@ def interrupt_checkpoint(trainer: L.Trainer) -> Path | None:
         if isinstance(callback, OnExceptionCheckpoint) and Path(callback.ckpt_path).is_file():
             return Path(callback.ckpt_path)
     return None
-
 
 
 # -- a trained run, rebuilt ------------------------------------------------------------------

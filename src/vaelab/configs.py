@@ -131,6 +131,11 @@ def register_resolvers() -> None:
                                     replace=True)
 
 
+def task_config(cfg: DictConfig) -> DictConfig:
+    """The run's own config: `cfg` without Hydra's node (compose_config keeps it)."""
+    return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+
+
 def compose_config(config_name: str, overrides: list[str], output_dir: str | Path) -> DictConfig:
     """Compose `config_name` with overrides as the command line would, writing to output_dir."""
     GlobalHydra.instance().clear()

@@ -15,7 +15,6 @@ import json
 import os
 import socket
 import traceback
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -41,14 +40,11 @@ class RunDirLocked(RuntimeError):
     """Another live process is using this run directory."""
 
 
-@dataclass(frozen=True)
 class RunDir:
     """The paths inside one run directory (nothing is created until a method writes)."""
 
-    path: Path
-
     def __init__(self, path: str | Path):
-        object.__setattr__(self, "path", Path(path))
+        self.path = Path(path)
 
     @property
     def config(self) -> Path:
@@ -177,7 +173,9 @@ def write_config_files(run: RunDir, cfg: DictConfig) -> None:
     (vaelab sets hydra.output_subdir=null, so that nothing is written before the checks pass)."""
     from hydra.core.hydra_config import HydraConfig
 
-    task_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    from vaelab.configs import task_config
+
+    task_cfg = task_config(cfg)
     run.path.mkdir(parents=True, exist_ok=True)
     run.config.write_text(OmegaConf.to_yaml(task_cfg, resolve=True))
     run.hydra.mkdir(exist_ok=True)

@@ -17,7 +17,7 @@ from vaelab.builders import (
     trainer_switches,
 )
 from vaelab.checkpoints import RunState, best_checkpoint, interrupt_checkpoint, resume_from
-from vaelab.configs import named_output_dir, sweep_group
+from vaelab.configs import named_output_dir, sweep_group, task_config
 from vaelab.console import configure_console, log
 from vaelab.distributed import is_launched_rank, share_job_config
 from vaelab.run_dir import Attempt, RunDir
@@ -55,8 +55,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         loggers = instantiate_loggers(cfg.get("logger"))
         failed = True
         try:
-            run_config = OmegaConf.to_container(OmegaConf.masked_copy(
-                cfg, [k for k in cfg if k != "hydra"]), resolve=True, enum_to_str=True)
+            run_config = OmegaConf.to_container(task_config(cfg), resolve=True,
+                                                enum_to_str=True)
             callbacks = [*instantiate_callbacks(cfg, have_loggers=bool(loggers)),
                          RunState(run_config, on_start=attempt.start)]
             trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks,
@@ -91,8 +91,8 @@ def fit_and_test(cfg: DictConfig, trainer, model, datamodule, ckpt_path: str | N
             trainer.validate(model, datamodule=datamodule, verbose=False)
         metrics.update(as_floats(trainer.callback_metrics))
     attempt.start()  # no-op unless fit had nothing left to do (a finished run, resumed)
+    best = best_checkpoint(trainer)
     if cfg.get("test", True):
-        best = best_checkpoint(trainer)
         if not best:
             log.info("no best checkpoint (fast_dev_run or no ModelCheckpoint): testing the "
                      "current weights")
@@ -102,8 +102,8 @@ def fit_and_test(cfg: DictConfig, trainer, model, datamodule, ckpt_path: str | N
                      weights_only=True)
         metrics.update(as_floats(trainer.callback_metrics))
         metrics["tested_checkpoint"] = best or "the final weights (not saved)"
-    if best_checkpoint(trainer):
-        metrics["best_checkpoint"] = best_checkpoint(trainer)
+    if best:
+        metrics["best_checkpoint"] = best
     return metrics
 
 
