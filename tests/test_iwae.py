@@ -142,7 +142,7 @@ def test_iwae_objective_is_minus_the_bound_from_fresh_samples():
     x = binary_images()
     torch.manual_seed(5)
     out = model(x)
-    loss = model.objective_per_image(x, out)
+    loss = model.objective(model, x, out, model.global_step).loss
     torch.manual_seed(5)
     model(x)  # the same forward draws, then the bound's 7 samples per image again
     log_w = log_importance_weights(model, x, out["mu"], out["logvar"], 7)

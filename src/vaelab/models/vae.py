@@ -63,8 +63,8 @@ class VAE(L.LightningModule):
         # Per-image values averaged over the whole split and reduced across DDP ranks by
         # torchmetrics, so logged numbers are exact dataset means. The training sums are saved
         # in checkpoints, so an epoch resumed mid-way still reports the whole epoch's means.
-        columns = (*METRICS, *self.objective.terms)
-        self.metrics = nn.ModuleDict({f"{s}_means": RunningMeans(columns, persistent=s == "train")
+        self.metrics = nn.ModuleDict({f"{s}_means": RunningMeans(self.metric_names,
+                                                                 persistent=s == "train")
                                       for s in STAGES})
         #: whether bits/dim are a valid measure for this likelihood on this data (first batch)
         self._bpd_valid: bool | None = None
@@ -119,11 +119,6 @@ class VAE(L.LightningModule):
                 "z": z, "mu": mu, "logvar": logvar}
 
     # -- Lightning ---------------------------------------------------------------------------
-    def objective_per_image(self, x: torch.Tensor, out: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The training objective per image [B] (its batch mean is the loss); `out` is
-        forward(x)."""
-        return self.objective(self, x, out, self.global_step).loss
-
     def bits_per_dim_valid(self, x: torch.Tensor) -> bool:
         """Whether -ELBO in bits/dim means anything here (asked once, on the first batch)."""
         if self._bpd_valid is None:
@@ -139,24 +134,35 @@ class VAE(L.LightningModule):
         """Whether bits/dim are logged (known after the first batch)."""
         return bool(self._bpd_valid)
 
-    def _step(self, batch, stage: str) -> torch.Tensor:
-        """The loss to minimise: the objective's batch mean, plus its own network's loss."""
-        x = batch[0]
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The per-image quantities logged as <stage>/<name>: the ELBO's and the objective's."""
+        return (*METRICS, *self.objective.terms)
+
+    def batch_values(self, x: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """(the loss to minimise, the logged quantities per image [B, len(metric_names)],
+        forward(x)) for a batch x [B, C, H, W]."""
         out = self(x)
         value = self.objective(self, x, out, self.global_step)
         loss = value.loss.mean()
         if value.auxiliary_loss is not None:
             loss = loss + value.auxiliary_loss
+        self.bits_per_dim_valid(x)
+        bpd = -out["elbo"] / (x[0].numel() * math.log(2))
+        terms = [value.terms[name] for name in self.objective.terms]
+        values = torch.stack([value.loss, out["elbo"], out["recon"], out["kl"], bpd, *terms], 1)
+        return loss, values, out
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        """The loss to minimise: the objective's batch mean, plus its own network's loss."""
+        loss, values, _ = self.batch_values(batch[0])
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"{stage} loss is {loss.item()} at global step {self.global_step}: lower "
                 "model.optimizer.lr, set trainer.gradient_clip_val, or check the data for NaNs"
             )
-        self.bits_per_dim_valid(x)
-        bpd = -out["elbo"] / (x[0].numel() * math.log(2))
-        terms = [value.terms[name] for name in self.objective.terms]
-        self.metrics[f"{stage}_means"].update(
-            torch.stack([value.loss, out["elbo"], out["recon"], out["kl"], bpd, *terms], dim=1))
+        self.metrics[f"{stage}_means"].update(values)
         return loss
 
     def running_means(self, stage: str) -> dict[str, float]:
