@@ -147,14 +147,14 @@ def run_command(cwd: Path, args: list[str], expect_ok: bool = True, timeout: flo
 
 @pytest.fixture
 def train_cli(tmp_path):
-    """train_cli(args) runs `python -m vaelab.train *args` in tmp_path (outputs/ lands there),
+    """train_cli(args) runs `python -m vaelab train *args` in tmp_path (outputs/ lands there),
     without progress bars, and returns its output; wait=False returns the Popen instead, and
     expect_ok=False expects a non-zero exit (a sweep with a failed job)."""
 
     def _run(args: list[str], wait: bool = True, timeout: float = 120, expect_ok: bool = True):
         flags = [a for a in args if a.startswith("-")]  # e.g. -m, before the overrides
         overrides = [a for a in args if not a.startswith("-")]
-        return run_command(tmp_path, ["vaelab.train", *flags, "callbacks.progress=null",
+        return run_command(tmp_path, ["vaelab", "train", *flags, "callbacks.progress=null",
                                       "callbacks.model_summary=null",
                                       "trainer.enable_progress_bar=false", *overrides],
                            expect_ok=expect_ok, timeout=timeout, wait=wait)

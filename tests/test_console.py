@@ -22,7 +22,7 @@ def run_dir_of(out: str) -> Path:
 
 def test_a_run_into_a_file_prints_progress_lines_and_its_log_holds_them(tmp_path):
     """As under SLURM or nohup: stdout is a pipe, not a terminal."""
-    out = run_command(tmp_path, ["vaelab.train", "trainer.max_epochs=2",
+    out = run_command(tmp_path, ["vaelab", "train", "trainer.max_epochs=2",
                                  "callbacks.progress.every_n_steps=7", "logger=csv"])
     run = run_dir_of(out)
     assert f"metrics: {run}/metrics.json; best checkpoint: {run}/checkpoints/epoch_" in out
@@ -38,7 +38,7 @@ def test_a_run_into_a_file_prints_progress_lines_and_its_log_holds_them(tmp_path
 
 
 def test_an_error_prints_one_line_and_the_log_keeps_the_traceback(tmp_path):
-    out = run_command(tmp_path, ["vaelab.train", "model.latent_dim=0"], expect_ok=False)
+    out = run_command(tmp_path, ["vaelab", "train", "model.latent_dim=0"], expect_ok=False)
     assert "ValueError: model.latent_dim=0: give a whole number >= 1" in out
     assert "Traceback" not in out
     log = (run_dir_of(out) / "train.log").read_text()

@@ -101,7 +101,7 @@ def test_eval_on_two_processes_agrees_with_one(make_cfg, tmp_path):
     common = [f"ckpt_path={ckpt}", "fid.enabled=false", "iwae.num_samples=64", "logger=none",
               "callbacks.progress=null"]
     single = evaluate(make_cfg(common, name="eval", output_dir=tmp_path / "single"))
-    run_command(tmp_path, ["vaelab.eval", *common, "trainer=ddp_sim",
+    run_command(tmp_path, ["vaelab", "eval", *common, "trainer=ddp_sim",
                            f"hydra.run.dir={tmp_path / 'ddp'}"], timeout=300)
     ddp = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert ddp["test/nll_num_images"] == single["test/nll_num_images"] == 300
@@ -117,7 +117,7 @@ def test_eval_says_what_it_will_do_shows_progress_and_logs_it(make_cfg, tmp_path
     train(make_cfg(["trainer.max_epochs=1", "logger=none", "test=false",
                     "data.eval_batch_size=100"]))
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    out = run_command(tmp_path, ["vaelab.eval", f"ckpt_path={ckpt}", "fid.enabled=false",
+    out = run_command(tmp_path, ["vaelab", "eval", f"ckpt_path={ckpt}", "fid.enabled=false",
                                  "iwae.num_samples=30", "callbacks.progress.every_n_steps=1",
                                  f"hydra.run.dir={tmp_path / 'eval'}"])
     assert "K=30 importance samples on 300 of them: 9,000 decodes" in out

@@ -91,7 +91,7 @@ def test_a_sweep_jobs_checkpoint_can_be_passed_as_ckpt_path(train_cli, tmp_path)
     assert job.name == "1_beta-2"  # no "=" or ",", which Hydra's grammar rejects in a value
     from conftest import run_command
 
-    out = run_command(tmp_path, ["vaelab.eval", f"ckpt_path={job}/checkpoints/last.ckpt",
+    out = run_command(tmp_path, ["vaelab", "eval", f"ckpt_path={job}/checkpoints/last.ckpt",
                                  "fid.enabled=false", "iwae.num_samples=2",
                                  "callbacks.progress=null"])
     assert "test/nll" in out

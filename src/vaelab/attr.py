@@ -138,7 +138,5 @@ def attribute_vector_figure(cfg: DictConfig) -> dict[str, Path]:
     return paths
 
 
-if __name__ == "__main__":
-    from vaelab.cli import attr as main
-
-    main()
+if __name__ == "__main__":  # the command is vaelab.cli's (which imports this module)
+    raise SystemExit("run vaelab-attr ..., or python -m vaelab attr ...")

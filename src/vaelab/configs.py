@@ -1,4 +1,10 @@
-"""Where the Hydra configs live, and composing them outside a command line (tests, scripts)."""
+"""Where the Hydra configs live, their resolvers and schemas, and composing them outside a
+command line (tests, scripts).
+
+Importing this module registers the resolvers and schemas: every process that composes vaelab's
+configs imports it (the console commands, compose_config, and the workers of the joblib and
+submitit launchers, which import vaelab.cli to unpickle the task function).
+"""
 
 import inspect
 import re
@@ -13,6 +19,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vaelab.run_dir import run_dir_of
+from vaelab.schemas import register_schemas
 
 _PACKAGED = Path(__file__).resolve().parent / "conf"
 _REPO = Path(__file__).resolve().parents[2] / "conf"
@@ -131,11 +138,6 @@ def register_resolvers() -> None:
                                     replace=True)
 
 
-def task_config(cfg: DictConfig) -> DictConfig:
-    """The run's own config: `cfg` without Hydra's node (compose_config keeps it)."""
-    return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-
-
 def compose_config(config_name: str, overrides: list[str], output_dir: str | Path) -> DictConfig:
     """Compose `config_name` with overrides as the command line would, writing to output_dir."""
     GlobalHydra.instance().clear()
@@ -148,3 +150,6 @@ def compose_config(config_name: str, overrides: list[str], output_dir: str | Pat
     HydraConfig.instance().set_config(cfg)
     return cfg
 
+
+register_resolvers()
+register_schemas()

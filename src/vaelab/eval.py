@@ -105,7 +105,5 @@ def print_table(metrics: dict, title: str) -> None:
     Console().print(table)
 
 
-if __name__ == "__main__":
-    from vaelab.cli import evaluate as main
-
-    main()
+if __name__ == "__main__":  # the command is vaelab.cli's (which imports this module)
+    raise SystemExit("run vaelab-eval ..., or python -m vaelab eval ...")

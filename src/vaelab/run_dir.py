@@ -18,6 +18,7 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab import console
@@ -168,13 +169,14 @@ def failure_record(error: BaseException, checkpoint: Path | None = None) -> dict
     return record
 
 
+def task_config(cfg: DictConfig) -> DictConfig:
+    """The run's own config: `cfg` without Hydra's node (compose_config keeps it)."""
+    return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+
+
 def write_config_files(run: RunDir, cfg: DictConfig) -> None:
     """config_resolved.yaml, and .hydra/{config,hydra,overrides}.yaml as Hydra writes them
     (vaelab sets hydra.output_subdir=null, so that nothing is written before the checks pass)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    from vaelab.configs import task_config
-
     task_cfg = task_config(cfg)
     run.path.mkdir(parents=True, exist_ok=True)
     run.config.write_text(OmegaConf.to_yaml(task_cfg, resolve=True))

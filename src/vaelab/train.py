@@ -17,10 +17,10 @@ from vaelab.builders import (
     trainer_switches,
 )
 from vaelab.checkpoints import RunState, best_checkpoint, interrupt_checkpoint, resume_from
-from vaelab.configs import named_output_dir, sweep_group, task_config
+from vaelab.configs import named_output_dir, sweep_group
 from vaelab.console import configure_console, log
 from vaelab.distributed import is_launched_rank, share_job_config
-from vaelab.run_dir import Attempt, RunDir
+from vaelab.run_dir import Attempt, RunDir, task_config
 from vaelab.validation import check_train_config
 
 
@@ -134,7 +134,5 @@ def optimized_metric(cfg: DictConfig, metrics: dict[str, float]) -> float | None
     return metrics[name]
 
 
-if __name__ == "__main__":
-    from vaelab.cli import train as main
-
-    main()
+if __name__ == "__main__":  # the command is vaelab.cli's (which imports this module)
+    raise SystemExit("run vaelab-train ..., or python -m vaelab train ...")

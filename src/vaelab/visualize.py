@@ -26,7 +26,5 @@ def visualize(cfg: DictConfig) -> dict[str, Path]:
     return paths
 
 
-if __name__ == "__main__":
-    from vaelab.cli import viz as main
-
-    main()
+if __name__ == "__main__":  # the command is vaelab.cli's (which imports this module)
+    raise SystemExit("run vaelab-viz ..., or python -m vaelab viz ...")

@@ -173,7 +173,8 @@ def test_split_counts_keep_the_ratio_when_points_are_short(available, expected):
 def test_two_ddp_ranks_give_the_numbers_of_one_process(make_cfg, sprites_checkpoint, tmp_path):
     single = evaluate(make_cfg([f"ckpt_path={sprites_checkpoint}", *EVAL], name="eval",
                                output_dir=tmp_path / "single"))
-    done = subprocess.run([sys.executable, "-m", "vaelab.eval", f"ckpt_path={sprites_checkpoint}",
+    done = subprocess.run([sys.executable, "-m", "vaelab", "eval",
+                           f"ckpt_path={sprites_checkpoint}",
                            "trainer=ddp_sim", "callbacks.progress=null",
                            "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'ddp'}",
                            *EVAL], cwd=tmp_path, timeout=300, capture_output=True, text=True)

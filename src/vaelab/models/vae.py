@@ -8,7 +8,6 @@ import lightning as L
 import torch
 from torch import nn
 
-from vaelab.checkpoints import apply_configured_optimizer
 from vaelab.console import log
 from vaelab.models.elbo import gaussian_kl, reparameterize
 from vaelab.models.kl_schedules import KLSchedule, build_kl_schedule
@@ -16,6 +15,7 @@ from vaelab.models.latents import decode_means
 from vaelab.models.likelihoods import BernoulliLikelihood, Likelihood
 from vaelab.models.objectives import Objective, build_objective
 from vaelab.models.running_means import RunningMeans
+from vaelab.optim import apply_configured_optimizer
 from vaelab.validation import check_number
 
 STAGES = ("train", "val", "test")
