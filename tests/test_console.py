@@ -1,6 +1,7 @@
 """What a user sees: progress lines where the output is a file, the run directory, short errors,
 the log file holding what the console showed, and no noise."""
 
+import json
 import re
 from pathlib import Path
 
@@ -21,11 +22,18 @@ def run_dir_of(out: str) -> Path:
 
 
 def test_a_run_into_a_file_prints_progress_lines_and_its_log_holds_them(tmp_path):
-    """As under SLURM or nohup: stdout is a pipe, not a terminal."""
-    out = run_command(tmp_path, ["vaelab", "train", "trainer.max_epochs=2",
-                                 "callbacks.progress.every_n_steps=7", "logger=csv"])
+    """As under SLURM or `vaelab-train > run.out`: stdout is a pipe, not a terminal, and it
+    holds the whole run, from the run directory to the final test metrics."""
+    out, err = run_command(tmp_path, ["vaelab", "train", "trainer.max_epochs=2",
+                                      "callbacks.progress.every_n_steps=7", "logger=csv"],
+                           split_stderr=True)
+    assert err == ""
     run = run_dir_of(out)
     assert f"metrics: {run}/metrics.json; best checkpoint: {run}/checkpoints/epoch_" in out
+    tested = json.loads((run / "metrics.json").read_text())
+    assert f"test metrics of {tested['tested_checkpoint']}\n" in out
+    for key in ("test/elbo", "test/recon", "test/kl", "test/bpd"):
+        assert re.search(rf"\n +{key} +{tested[key]:.4f} ", out), key
     step_lines = re.findall(r"epoch 1/2 step (\d+)/20 \(([\d.]+) it/s, ETA ([\d:?]+)\)", out)
     assert [int(s) for s, _, _ in step_lines] == [7, 14]
     assert "epoch 1/2 done in" in out and "epoch 2/2 done in" in out
@@ -38,9 +46,11 @@ def test_a_run_into_a_file_prints_progress_lines_and_its_log_holds_them(tmp_path
 
 
 def test_an_error_prints_one_line_and_the_log_keeps_the_traceback(tmp_path):
-    out = run_command(tmp_path, ["vaelab", "train", "model.latent_dim=0"], expect_ok=False)
-    assert "ValueError: model.latent_dim=0: give a whole number >= 1" in out
-    assert "Traceback" not in out
+    """On stderr, so a terminal shows it when stdout goes to a file."""
+    out, err = run_command(tmp_path, ["vaelab", "train", "model.latent_dim=0"],
+                           expect_ok=False, split_stderr=True)
+    assert err.strip().endswith("ERROR: ValueError: model.latent_dim=0: give a whole number >= 1")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in out + err
     log = (run_dir_of(out) / "train.log").read_text()
     assert "Traceback (most recent call last)" in log and "model.latent_dim=0" in log
 

@@ -123,6 +123,6 @@ def test_eval_says_what_it_will_do_shows_progress_and_logs_it(make_cfg, tmp_path
     assert "K=30 importance samples on 300 of them: 9,000 decodes" in out
     lines = re.findall(r"testing: batch (\d)/3 \([\d.]+ it/s, ETA [\d:?]+\)", out)
     assert lines == ["1", "2", "3"]
-    assert len(re.findall(r"│ test/nll +│", out)) == 1  # one table, not Lightning's too
+    assert len(re.findall(r"\n +test/nll +-?[\d.]+ +-log p\(x\)", out)) == 1  # not Lightning's too
     log = (tmp_path / "eval" / "eval.log").read_text()
     assert "9,000 decodes" in log and "testing: batch 3/3" in log

@@ -6,9 +6,11 @@ holds what the console showed. Until a run directory may be written (see run_dir
 file's records wait in memory.
 """
 
+import io
 import logging
 import os
 import re
+import shutil
 import sys
 import warnings
 from logging.handlers import MemoryHandler
@@ -74,14 +76,22 @@ class _DropNoise(logging.Filter):
 
 
 class _ConsoleHandler(logging.StreamHandler):
-    """Shows an error's message; its traceback goes to the log file only, as do records logged
-    with extra={"file_only": True} (e.g. what a progress bar already shows)."""
+    """The run's lines (info, warnings, progress) on stdout, with Lightning's model summary and
+    the final metrics table, so `vaelab-train > run.out` captures the run; errors on stderr, so
+    they reach the terminal when stdout is redirected. An error shows its message; its traceback
+    goes to the log file only, as do records logged with extra={"file_only": True} (e.g. what a
+    progress bar already shows)."""
+
+    def __init__(self):
+        super().__init__(sys.stdout)
 
     def emit(self, record: logging.LogRecord) -> None:
         if getattr(record, "file_only", False):
             return
         if record.exc_info or record.exc_text:
             record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None})
+        # looked up per record: sys.stdout may have been replaced since (pytest's capture)
+        self.stream = sys.stderr if record.levelno >= logging.ERROR else sys.stdout
         super().emit(record)
 
 
@@ -90,8 +100,9 @@ _file: MemoryHandler | None = None
 
 
 def configure_console(level: int = logging.INFO) -> None:
-    """Route vaelab's, Lightning's and Python's warnings through one console handler (stderr;
-    warnings only on ranks other than 0). Idempotent: a multirun's jobs call it each."""
+    """Route vaelab's, Lightning's and Python's warnings through one console handler (stdout,
+    errors on stderr; warnings only on ranks other than 0). Idempotent: a multirun's jobs call
+    it each."""
     global _console
     rank = global_rank()
     root = logging.getLogger()
@@ -100,7 +111,7 @@ def configure_console(level: int = logging.INFO) -> None:
     for handler in list(root.handlers):  # Hydra's own console handler: ours replaces it
         if type(handler) is logging.StreamHandler and handler.stream in (sys.stdout, sys.stderr):
             root.removeHandler(handler)
-    _console = _ConsoleHandler(sys.stderr)
+    _console = _ConsoleHandler()
     _console.setFormatter(ConsoleFormatter(rank))
     _console.setLevel(level if rank == 0 else logging.WARNING)
     _console.addFilter(_DropNoise())
@@ -169,3 +180,25 @@ def report_error(error: BaseException) -> None:
         error._vaelab_reported = True
     except AttributeError:  # some built-in exceptions take no attributes
         pass
+
+
+def metrics_table(metrics: dict, descriptions: dict[str, str], title: str) -> str:
+    """`title`, then the `metrics` that `descriptions` names, in its order, as a text table
+    (metric, value, meaning): what vaelab-train and vaelab-eval print at their end."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table, box
+
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("metric", "value", "meaning"):
+        table.add_column(column, justify="right" if column == "value" else "left")
+    for name, meaning in descriptions.items():
+        if name in metrics:
+            value = metrics[name]
+            shown = f"{value:d}" if isinstance(value, int) else f"{value:.4f}"
+            table.add_row(name, shown, escape(meaning))
+    # as wide as the terminal (or 120 columns in a file), so that meanings stay on one line
+    width = shutil.get_terminal_size((120, 24)).columns
+    Console(file=(text := io.StringIO()), width=width, color_system=None).print(table)
+    rows = "\n".join(line.rstrip() for line in text.getvalue().splitlines()).strip("\n")
+    return f"{title}\n{rows}"

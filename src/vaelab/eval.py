@@ -11,14 +11,11 @@ from pathlib import Path
 import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from vaelab import console
 from vaelab.builders import instantiate_callbacks, instantiate_loggers, trainer_switches
 from vaelab.checkpoints import load_run, setup_run_data
-from vaelab.console import configure_console, log
+from vaelab.console import configure_console, log, metrics_table
 from vaelab.distributed import share_job_config
 from vaelab.metrics.disentanglement_eval import disentanglement_enabled
 from vaelab.metrics.evaluation import (
@@ -89,20 +86,10 @@ def evaluate(cfg: DictConfig, feature_extractor=None) -> dict:
     metrics = {**evaluation.results, "ckpt_path": str(cfg.ckpt_path)}
     if trainer.is_global_zero:
         write_json(output_dir / METRICS, metrics)
-        print_table(evaluation.results, title=f"{cfg.ckpt_path} -> {output_dir / METRICS}")
+        log.info(metrics_table(evaluation.results,
+                               {**DESCRIPTIONS, **DISENTANGLEMENT_DESCRIPTIONS},
+                               title=f"{cfg.ckpt_path} -> {output_dir / METRICS}"))
     return metrics
-
-
-def print_table(metrics: dict, title: str) -> None:
-    table = Table(title=title)
-    for column in ("metric", "value", "meaning"):
-        table.add_column(column)
-    for name, meaning in {**DESCRIPTIONS, **DISENTANGLEMENT_DESCRIPTIONS}.items():
-        if name in metrics:
-            value = metrics[name]
-            shown = f"{value:d}" if isinstance(value, int) else f"{value:.4f}"
-            table.add_row(name, shown, escape(meaning))
-    Console().print(table)
 
 
 if __name__ == "__main__":  # the command is vaelab.cli's (which imports this module)

@@ -18,8 +18,9 @@ from vaelab.builders import (
 )
 from vaelab.checkpoints import RunState, best_checkpoint, interrupt_checkpoint, resume_from
 from vaelab.configs import named_output_dir, sweep_group
-from vaelab.console import configure_console, log
+from vaelab.console import configure_console, log, metrics_table
 from vaelab.distributed import is_launched_rank, share_job_config
+from vaelab.metrics.evaluation import DESCRIPTIONS
 from vaelab.run_dir import Attempt, RunDir, task_config
 from vaelab.validation import check_train_config
 
@@ -69,6 +70,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         finally:
             finish_loggers(loggers, failed)
         attempt.finish(metrics)
+        if "tested_checkpoint" in metrics:
+            log.info(metrics_table(metrics, DESCRIPTIONS,
+                                   f"test metrics of {metrics['tested_checkpoint']}"))
         log.info(f"metrics: {run.metrics}" + (f"; best checkpoint: {metrics['best_checkpoint']}"
                                               if metrics.get("best_checkpoint") else ""))
     return metrics
