@@ -104,7 +104,7 @@ def bench_loader(args) -> None:
     images, labels = dm.images("train"), dm.labels("train")
     dataset = SlicedDataset(images, labels)
     loaders = {"TensorBatchLoader": TensorBatchLoader(images, labels, args.batch_size,
-                                                      shuffle=True, drop_last=True)}
+                                                      shuffle=True, same_steps=True)}
     for workers in dict.fromkeys([0, *args.loader_workers]):
         loaders[f"DataLoader, {workers} workers"] = DataLoader(
             dataset, batch_size=args.batch_size, sampler=RandomSampler(dataset),
@@ -161,7 +161,7 @@ def bench_folder(args) -> None:
         size = args.image_size
         dm = ImageFolderDataModule(
             data_dir=str(root), image_shape=(3, size, size), crop_size="square",
-            resample="bicubic", val_fraction=0.01, test_fraction=0.01,
+            resample="bicubic", val_size=0.01, test_size=0.01,
             batch_size=args.batch_size, cache_dir=str(Path(tmp) / "cache"))
         n = len(list_images(root))
 

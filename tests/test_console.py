@@ -34,8 +34,8 @@ def test_a_run_into_a_file_prints_progress_lines_and_its_log_holds_them(tmp_path
     assert f"test metrics of {tested['tested_checkpoint']}\n" in out
     for key in ("test/elbo", "test/recon", "test/kl", "test/bpd"):
         assert re.search(rf"\n +{key} +{tested[key]:.4f} ", out), key
-    step_lines = re.findall(r"epoch 1/2 step (\d+)/20 \(([\d.]+) it/s, ETA ([\d:?]+)\)", out)
-    assert [int(s) for s, _, _ in step_lines] == [7, 14]
+    step_lines = re.findall(r"epoch 1/2 step (\d+)/21 \(([\d.]+) it/s, ETA ([\d:?]+)\)", out)
+    assert [int(s) for s, _, _ in step_lines] == [7, 14, 21]  # 1297 images: 20 x 64 + 17
     assert "epoch 1/2 done in" in out and "epoch 2/2 done in" in out
     assert re.search(r"epoch 2/2 done in [\d.]+ s: train/loss=[\d.]+ .*val/elbo=-[\d.]+", out)
     for noise in NOISE:
@@ -58,7 +58,7 @@ def test_an_error_prints_one_line_and_the_log_keeps_the_traceback(tmp_path):
 @pytest.mark.parametrize("override, message", [
     ("model.beta=abc", "model.beta='abc': give a number >= 0"),
     ("model.latent_dim=-2", "model.latent_dim=-2: give a whole number >= 1"),
-    ("data.val_size=0", "data.val_size=0: give a whole number >= 1"),
+    ("data.val_size=0", "data.val_size=0: give a count of images >= 1 or a fraction in (0, 1)"),
     ("trainer.max_epochs=0", "trainer.max_epochs=0: give a whole number >= 1"),
 ])
 def test_bad_values_stop_before_training_with_the_key_and_its_range(make_cfg, override,

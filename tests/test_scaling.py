@@ -39,7 +39,7 @@ def test_ddp_sim_matches_one_process_and_writes_one_run_dir(train_cli, make_cfg,
     single = train(make_cfg(SMALL, output_dir=tmp_path / "single"))
     # the global batch stays data.batch_size: both ran the same number of optimiser steps
     ddp_steps = _global_step(run_dir / "checkpoints" / "last.ckpt")
-    assert ddp_steps == _global_step(tmp_path / "single" / "checkpoints" / "last.ckpt") == 20
+    assert ddp_steps == _global_step(tmp_path / "single" / "checkpoints" / "last.ckpt") == 21
     assert abs(ddp["test/elbo"] - single["test/elbo"]) < ELBO_TOLERANCE_NATS
     untrained = train(make_cfg([*SMALL, "train=false"], output_dir=tmp_path / "untrained"))
     assert abs(ddp["test/elbo"] - untrained["test/elbo"]) > 5 * ELBO_TOLERANCE_NATS
@@ -102,12 +102,26 @@ def test_submitit_local_launcher_runs_a_job(train_cli, tmp_path):
     assert json.loads((job_dirs[0] / "metrics.json").read_text())["test/elbo"] < 0
 
 
+def shards(n: int, world_size: int = 2, batch_size: int = 32) -> list[list[int]]:
+    """Each rank's training batch sizes for n images."""
+    images, labels = torch.zeros(n, 1, 2, 2, dtype=torch.uint8), torch.zeros(n)
+    return [[len(x) for x, _ in TensorBatchLoader(images, labels, batch_size, shuffle=True,
+                                                  same_steps=True, rank=r,
+                                                  world_size=world_size)]
+            for r in range(world_size)]
+
+
 def test_ddp_ranks_take_the_same_number_of_training_steps():
-    # 127 images over 2 ranks: shards of 64 and 63, per-rank batch 32
+    # 127 images over 2 ranks, per-rank batch 32: one global batch of 64, then the last 63
+    # split 32 + 31, so every image trains once an epoch
+    assert shards(127) == [[32, 32], [32, 31]]
+    # a last global batch with fewer than 2 images per rank is left out: each rank must step,
+    # and on a batch of at least two (batch statistics)
+    assert shards(67) == [[32], [32]]
+    assert shards(68) == [[32, 2], [32, 2]]
+    assert shards(5, batch_size=128) == [[3], [2]]  # less than one batch: one short batch
+    assert shards(3, batch_size=128) == [[], []]
     images, labels = torch.zeros(127, 1, 2, 2, dtype=torch.uint8), torch.zeros(127)
-    steps = [len(list(TensorBatchLoader(images, labels, 32, shuffle=True, drop_last=True,
-                                        rank=r, world_size=2))) for r in (0, 1)]
-    assert steps == [1, 1]
     seen = [x for r in (0, 1) for x, _ in TensorBatchLoader(images, labels, 32, rank=r,
                                                             world_size=2)]
-    assert sum(len(x) for x in seen) == 127  # evaluation still sees every image once
+    assert sum(len(x) for x in seen) == 127  # evaluation sees every image once

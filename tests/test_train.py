@@ -1,5 +1,6 @@
 """End-to-end: training learns, every recipe runs, the run directory holds what it should."""
 
+import logging
 from pathlib import Path
 
 import lightning as L
@@ -55,3 +56,20 @@ def test_vaelab_train_command_writes_a_complete_run_directory(tmp_path, train_cl
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert list((run / "csv").rglob("metrics.csv"))
     assert list((run / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_small_data_trains_with_the_defaults(make_cfg, mnist_root, tmp_path, caplog):
+    """MNIST-format data of 120 training images with data=mnist's defaults (5000 val images,
+    batches of 128): a tenth is held out, with a line saying so, and each epoch trains the
+    other 108 images as one short batch."""
+    from vaelab.checkpoints import load_checkpoint
+
+    cfg = make_cfg(["data=mnist", f"data.data_dir={mnist_root}", "trainer.max_epochs=2",
+                    "logger=none", "callbacks.latent_viz=null"])
+    with caplog.at_level(logging.INFO, logger="vaelab"):
+        metrics = train(cfg)
+    assert "data.val_size=5000 is more than half of the 120 images of MNIST's training set: " \
+           "holding out 12 (10%) instead" in caplog.text
+    assert "108 train, 12 val, 40 test" in caplog.text
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] == 2
+    assert metrics["test/elbo"] < 0

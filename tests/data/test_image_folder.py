@@ -89,8 +89,8 @@ def photo_folder(tmp_path) -> tuple[Path, dict]:
 
 
 def setup_dm(root: Path, **kwargs) -> ImageFolderDataModule:
-    kwargs = {"image_shape": [3, SIZE, SIZE], "batch_size": 2, "val_fraction": 0.25,
-              "test_fraction": 0.25, "cache_dir": str(root.parent / "cache"), **kwargs}
+    kwargs = {"image_shape": [3, SIZE, SIZE], "batch_size": 2, "val_size": 0.25,
+              "test_size": 0.25, "cache_dir": str(root.parent / "cache"), **kwargs}
     dm = ImageFolderDataModule(data_dir=str(root), **kwargs)
     dm.prepare_data()
     dm.setup()
@@ -150,7 +150,7 @@ def test_grey_output_and_background(photo_folder):
 
 def test_seeded_splits_are_stratified_and_reproducible(photo_folder):
     root, _ = photo_folder
-    dm = setup_dm(root, val_fraction=0.3, test_fraction=0.2, cache=False)
+    dm = setup_dm(root, val_size=0.3, test_size=0.2, cache=False)
     counts = {c: sum(n.startswith(c + "/") for n in photo_folder[1]) for c in dm.class_names}
     assert counts == {"birds": 9, "cats": 9, "dogs": 12}
     for split, fraction in (("val", 0.3), ("test", 0.2)):
@@ -159,10 +159,14 @@ def test_seeded_splits_are_stratified_and_reproducible(photo_folder):
         for cls, n in counts.items():  # each class in proportion: floor or ceil of its share
             taken = sum(name.startswith(cls + "/") for name in names)
             assert np.floor(n * fraction) <= taken <= np.ceil(n * fraction), (split, cls)
-    again = setup_dm(root, val_fraction=0.3, test_fraction=0.2, cache=False)
+    again = setup_dm(root, val_size=0.3, test_size=0.2, cache=False)
     assert rel(again, "val", root) == rel(dm, "val", root)
-    other = setup_dm(root, val_fraction=0.3, test_fraction=0.2, cache=False, split_seed=7)
+    other = setup_dm(root, val_size=0.3, test_size=0.2, cache=False, split_seed=7)
     assert rel(other, "val", root) != rel(dm, "val", root)
+    # counts of images work as well: 9 and 6 are the same shares of the 30
+    counted = setup_dm(root, val_size=9, test_size=6, cache=False)
+    assert {s: rel(counted, s, root) for s in ("val", "test")} == \
+        {s: rel(dm, s, root) for s in ("val", "test")}
 
 
 def test_split_folders_are_used_and_missing_ones_drawn_from_train(tmp_path):
@@ -173,7 +177,7 @@ def test_split_folders_are_used_and_missing_ones_drawn_from_train(tmp_path):
                 path = root / split / cls / f"{i}.png"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 solid(colour).save(path)
-    dm = setup_dm(root, val_fraction=0.25)
+    dm = setup_dm(root, val_size=0.25)
     assert dm.class_names == ["a", "b"]
     assert sorted(rel(dm, "test", root)) == sorted(f"test/{c}/{i}.png" for c in "ab"
                                                    for i in range(3))
@@ -332,7 +336,7 @@ def test_folder_errors_name_the_folder_and_the_fix(tmp_path):
     with pytest.raises(ImageFolderError, match=r"one class folder \(cats/\).*data.labels=none"):
         setup_dm(one)
     with pytest.raises(ValueError, match="the val split .* would be empty"):
-        setup_dm(one, labels="none", val_fraction=0.1)
+        setup_dm(one, labels="none", val_size=0.1)
     with pytest.raises(ValueError, match=r"is 24x20, smaller than data.crop_size=\[30, 30\]"):
         setup_dm(one, labels="none", crop_size=[30, 30], cache=False)
 
@@ -349,8 +353,8 @@ def test_unwritable_cache_folder_says_where_to_put_it(photo_folder):
 def test_recipe_fast_dev_run(photo_folder, make_cfg):
     root, _ = photo_folder
     cfg = make_cfg(["experiment=image_folder_vae", "debug=fdr", f"data.data_dir={root}",
-                    "data.batch_size=4", "data.eval_batch_size=4", "data.val_fraction=0.25",
-                    "data.test_fraction=0.25"])
+                    "data.batch_size=4", "data.eval_batch_size=4", "data.val_size=0.25",
+                    "data.test_size=0.25"])
     assert cfg.data.image_shape == [3, 64, 64]
     metrics = train(cfg)
     assert np.isfinite(metrics["test/elbo"])

@@ -6,18 +6,18 @@ import torch
 from sklearn.datasets import load_digits
 
 from vaelab.data.in_memory import InMemoryDataModule
-from vaelab.data.splits import held_out_splits
-from vaelab.validation import check_number
+from vaelab.data.splits import check_split_size, held_out_splits
 
 
 class DigitsDataModule(InMemoryDataModule):
     """The UCI 8x8 digits as 1x8x8 uint8 images, split into train/val/test with a fixed seed."""
 
-    def __init__(self, val_size: int = 200, test_size: int = 300, split_seed: int = 12345,
+    def __init__(self, val_size: int | float = 200, test_size: int | float = 300,
+                 split_seed: int = 12345,
                  image_shape: Sequence[int] = (1, 8, 8), num_classes: int = 10, **kwargs):
         super().__init__(image_shape=image_shape, num_classes=num_classes, **kwargs)
-        check_number("data.val_size", val_size, low=1, integer=True)
-        check_number("data.test_size", test_size, low=1, integer=True)
+        check_split_size("data.val_size", val_size)
+        check_split_size("data.test_size", test_size)
         self.val_size = val_size
         self.test_size = test_size
         self.split_seed = split_seed

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from vaelab.data.cache import cache_folder
 from vaelab.data.in_memory import InMemoryDataModule
-from vaelab.data.splits import held_out_splits
+from vaelab.data.splits import check_split_size, held_out_splits
 
 
 class FactorFileError(ValueError):
@@ -59,11 +59,13 @@ class FactorDataModule(InMemoryDataModule):
     which Hydra takes unquoted: `vaelab-attr attribute=shape:heart`).
     """
 
-    def __init__(self, val_size: int, test_size: int, split_seed: int = 12345,
+    def __init__(self, val_size: int | float, test_size: int | float, split_seed: int = 12345,
                  label_factor: str = "shape", image_shape: Sequence[int] = (1, 64, 64),
                  **kwargs):
         # num_classes (the label factor's size) is known once the data is read.
         super().__init__(image_shape=image_shape, num_classes=0, **kwargs)
+        check_split_size("data.val_size", val_size)
+        check_split_size("data.test_size", test_size)
         self.val_size = val_size
         self.test_size = test_size
         self.split_seed = split_seed
@@ -211,7 +213,7 @@ class FactorFileDataModule(FactorDataModule):
     `<cache_dir>/<file stem>.npy` (cache_dir default: `<data_dir>/vaelab_cache`)."""
 
     def __init__(self, data_dir: str, file_name: str, cache_dir: str | None = None,
-                 val_size: int = 10000, test_size: int = 10000, **kwargs):
+                 val_size: int | float = 10000, test_size: int | float = 10000, **kwargs):
         super().__init__(val_size=val_size, test_size=test_size, **kwargs)
         self.path = Path(data_dir).expanduser() / file_name
         folder = cache_folder(cache_dir, self.path.parent / "vaelab_cache")

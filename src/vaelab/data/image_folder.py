@@ -22,7 +22,7 @@ from vaelab.data.cache import cache_folder
 from vaelab.data.image_decoder import LISTED_BAD_FILES, DecodedImages, ImageDecoder
 from vaelab.data.image_files import IMAGE_SUFFIXES, ImagePreprocess, list_images, parse_crop
 from vaelab.data.in_memory import InMemoryDataModule
-from vaelab.data.splits import stratified_split
+from vaelab.data.splits import check_split_size, split_count, stratified_split
 
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
 LABELS = ("folders", "none")
@@ -137,15 +137,16 @@ class ImageFolderDataModule(InMemoryDataModule):
 
     Classes are the first-level subfolders (sorted names -> ids 0, 1, ...; `class_names`) with
     `labels="folders"`, or a single class "all" with `labels="none"`. Splits are the folder's
-    train/val/test subfolders; those missing are drawn from train by `val_fraction` and
-    `test_fraction` (seeded by `split_seed`, stratified by class).
+    train/val/test subfolders; those missing are drawn from train, `val_size` and `test_size`
+    images (counts or fractions of train; seeded by `split_seed`, stratified by class).
     """
 
     def __init__(self, data_dir: str, labels: str = "folders",
                  image_shape: Sequence[int] = (3, 64, 64),
                  crop_size: int | Sequence[int] | str | None = "square",
                  resample: str = "bicubic", background: Sequence[int] = (255, 255, 255),
-                 val_fraction: float = 0.1, test_fraction: float = 0.1, split_seed: int = 12345,
+                 val_size: int | float = 0.1, test_size: int | float = 0.1,
+                 split_seed: int = 12345,
                  skip_bad_files: bool = False, cache: bool = True, cache_dir: str | None = None,
                  decode_workers: int = 8, **kwargs):
         super().__init__(image_shape=image_shape, num_classes=1, **kwargs)
@@ -155,7 +156,9 @@ class ImageFolderDataModule(InMemoryDataModule):
         self.labels_from = labels
         self.preprocess = ImagePreprocess(self.image_shape, parse_crop(crop_size), resample,
                                           tuple(background))
-        self.fractions = {"val": val_fraction, "test": test_fraction}
+        check_split_size("data.val_size", val_size)
+        check_split_size("data.test_size", test_size)
+        self.sizes = {"val": val_size, "test": test_size}
         self.split_seed = split_seed
         self.skip_bad_files = skip_bad_files
         self.cache = cache
@@ -169,7 +172,7 @@ class ImageFolderDataModule(InMemoryDataModule):
                   else None)
         fix = ("Delete or replace them, or set data.skip_bad_files=true to leave them out (they "
                "are then listed in a .skipped.txt file beside the cache).")
-        split = {"labels": self.labels_from, **self.fractions, "split_seed": self.split_seed}
+        split = {"labels": self.labels_from, **self.sizes, "split_seed": self.split_seed}
         return ImageDecoder(self.preprocess, folder, self.decode_workers, self.skip_bad_files,
                             what=f"image folder {self.data_dir.name}", fix=fix,
                             extra_params={"split": split})
@@ -178,21 +181,27 @@ class ImageFolderDataModule(InMemoryDataModule):
         """(split -> files, split -> class ids, class names); missing splits drawn from train."""
         found = scan_folder(self.data_dir, self.labels_from)
         files, labels = dict(found.files), dict(found.labels)
-        missing = {s: f for s, f in self.fractions.items() if s not in files}
+        train_files, train_labels = files["train"], labels["train"]
+        missing = {s: self.fraction(s, len(train_files)) for s in self.sizes if s not in files}
         if missing:
-            parts = stratified_split(labels["train"], missing, self.split_seed)
-            train_files, train_labels = files["train"], labels["train"]
+            parts = stratified_split(train_labels, missing, self.split_seed)
             for split, rows in parts.items():
                 if len(rows) == 0:
                     raise ValueError(
                         f"the {split} split of {self.data_dir} would be empty "
-                        f"({len(train_files)} images, data.val_fraction="
-                        f"{self.fractions['val']}, data.test_fraction="
-                        f"{self.fractions['test']}): raise data.{split}_fraction, or add a "
-                        f"{split}/ folder")
+                        f"({len(train_files)} images, data.val_size={self.sizes['val']}, "
+                        f"data.test_size={self.sizes['test']}): raise data.{split}_size, or "
+                        f"add a {split}/ folder")
                 files[split] = [train_files[i] for i in rows]
                 labels[split] = train_labels[rows]
         return files, labels, found.class_names
+
+    def fraction(self, split: str, n: int) -> float:
+        """data.<split>_size as a fraction of the n images it is drawn from (split_count)."""
+        size = self.sizes[split]
+        if isinstance(size, float):
+            return size
+        return split_count(size, n, f"data.{split}_size", f"image folder {self.data_dir}") / n
 
     def prepare_data(self) -> None:
         # One process per node builds the caches before setup, so DDP ranks never race.

@@ -7,9 +7,12 @@ import torch
 from torch.nn import functional as F
 
 from vaelab.console import log
-from vaelab.data.splits import hold_out
+from vaelab.data.splits import check_split_size, hold_out
 
 BINARIZE = ("none", "static", "dynamic")
+#: images each device needs in a training batch: batch statistics (batch norm, beta-TCVAE's
+#: q(z), DIP-VAE's covariance, FactorVAE's permutation) need two
+MIN_TRAIN_BATCH = 2
 
 
 class TensorBatchLoader:
@@ -17,20 +20,23 @@ class TensorBatchLoader:
     images' indices [B] into the tensors when `with_indices`.
 
     Under DDP each rank takes every world_size-th index of one shared permutation, so ranks
-    see disjoint shards and the global batch is `batch_size * world_size`.
+    see disjoint shards and the global batch is `batch_size * world_size`. The last batch may be
+    short (every image is seen once an epoch); `same_steps` (training) makes every rank take the
+    same number of steps, keeping the last global batch only when each rank gets at least
+    MIN_TRAIN_BATCH of its images (the ranks' shares of it differ by at most one).
     Resumable mid-epoch: `state_dict()` records how many batches of the epoch were trained
     (`batches_done()`, counted by the trainer, since Lightning fetches one batch ahead), and
     after `load_state_dict` the next pass skips them.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
-                 shuffle: bool = False, drop_last: bool = False, seed: int = 0,
+                 shuffle: bool = False, same_steps: bool = False, seed: int = 0,
                  rank: int = 0, world_size: int = 1, epoch: Callable[[], int] | None = None,
                  batches_done: Callable[[], int] | None = None, with_indices: bool = False):
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
         self.images, self.labels = images, labels
-        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.batch_size, self.shuffle, self.same_steps = batch_size, shuffle, same_steps
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self._epoch = epoch or (lambda: 0)
         self._batches_done = batches_done or (lambda: 0)
@@ -48,10 +54,11 @@ class TensorBatchLoader:
         return order[self.rank::self.world_size]
 
     def __len__(self) -> int:
-        if self.drop_last:
+        if self.same_steps:
             # Shards differ by up to one image; every rank must take the same number of
             # training steps, or DDP's gradient all-reduce would wait forever for the shortest.
-            return len(self.images) // self.world_size // self.batch_size
+            full, rest = divmod(len(self.images), self.batch_size * self.world_size)
+            return full + (rest >= MIN_TRAIN_BATCH * self.world_size)
         n = len(range(self.rank, len(self.images), self.world_size))
         return -(-n // self.batch_size)
 
@@ -219,16 +226,17 @@ class InMemoryDataModule(L.LightningDataModule):
             )
         images, labels = self._split(split)
         loader = TensorBatchLoader(
-            images, labels, batch_size // world_size, shuffle=train, drop_last=train,
+            images, labels, batch_size // world_size, shuffle=train, same_steps=train,
             seed=self.seed, rank=rank, world_size=world_size,
             epoch=(lambda: self.trainer.current_epoch) if self.trainer is not None else None,
             batches_done=self._batches_trained if train and self.trainer is not None else None,
             with_indices=with_indices,
         )
         if len(loader) == 0:
+            least = MIN_TRAIN_BATCH if train else 1
             raise ValueError(
-                f"the {split} split has {len(images)} images, fewer than one batch of "
-                f"{batch_size}: lower data.batch_size"
+                f"the {split} split has {len(images)} images, fewer than {least} per device "
+                f"({world_size} devices): give it more images, or train on fewer devices"
             )
         return loader
 
@@ -254,17 +262,18 @@ class InMemoryDataModule(L.LightningDataModule):
 
 class OfficialSplitDataModule(InMemoryDataModule):
     """Data published as a train set and a test set (MNIST, Fashion-MNIST, CIFAR-10): the val
-    split is `val_size` images held out of train (seeded by `split_seed`). Subclasses read the
-    files (`read_train_test`), say whether they are there (`files_present`) and fetch them
-    (`fetch`, when `download` is set)."""
+    split is `val_size` images (a count or a fraction) held out of train (seeded by
+    `split_seed`). Subclasses read the files (`read_train_test`), say whether they are there
+    (`files_present`) and fetch them (`fetch`, when `download` is set)."""
 
     #: how log lines and errors name the data
     title = "the data"
 
     def __init__(self, data_dir: str, image_shape: Sequence[int], num_classes: int = 10,
-                 download: bool = False, val_size: int = 5000, split_seed: int = 12345,
+                 download: bool = False, val_size: int | float = 5000, split_seed: int = 12345,
                  **kwargs):
         super().__init__(image_shape=image_shape, num_classes=num_classes, **kwargs)
+        check_split_size("data.val_size", val_size)
         self.data_dir = data_dir
         self.download = download
         self.val_size = val_size

@@ -78,7 +78,7 @@ class SpritesDataModule(FactorDataModule):
                  shapes: Sequence[str] = ("square", "ellipse", "heart"), scales: int = 6,
                  scale_range: Sequence[float] = (0.5, 1.0), orientations: int = 10,
                  positions: int = 16, sprite_size: float = 0.5, anti_alias: bool = False,
-                 val_size: int = 2000, test_size: int = 2000, **kwargs):
+                 val_size: int | float = 2000, test_size: int | float = 2000, **kwargs):
         super().__init__(val_size=val_size, test_size=test_size, **kwargs)
         unknown = [s for s in shapes if s not in SHAPES]
         if unknown or not shapes or len(set(shapes)) != len(shapes):
