@@ -17,6 +17,7 @@ from vaelab.models import (
     DiscretizedLogisticMixtureLikelihood,
     GaussianLikelihood,
 )
+from vaelab.models.likelihoods import discretized_logistic_log_prob, discretized_logistic_mean
 
 VALUES = torch.arange(256.0) / 255  # every 8-bit intensity as the model sees it
 PINNED = -1e4  # a location so far below 0 that intensity 0 has probability 1 in float32
@@ -147,11 +148,24 @@ def test_gradients_are_finite_at_the_edge_bins_and_for_extreme_params(lik):
     assert torch.isfinite(log_p).all() and torch.isfinite(params.grad).all()
 
 
-def test_logistic_mean_is_the_location_as_a_clipped_pixel():
-    loc = torch.tensor([-2.0, -1.0, 0.0, 0.5, 3.0]).view(1, 5, 1, 1)
-    params = torch.cat([loc, torch.zeros_like(loc)], dim=1)
-    mean = DiscretizedLogisticLikelihood().mean(params)
-    torch.testing.assert_close(mean.flatten(), torch.tensor([0.0, 0.0, 0.5, 0.75, 1.0]))
+def direct_mean(log_p: torch.Tensor) -> torch.Tensor:
+    """sum_v v P(v) over the 256 intensities (as pixels in [0, 1]), log_p [..., 256]."""
+    return (log_p.double().exp() * VALUES.double()).sum(-1)
+
+
+def test_logistic_mean_is_the_mean_over_the_256_intensities():
+    """Sharp and broad scales, locations inside and outside [-1, 1] (where the end bins take
+    the mass, and clipping the location was off by up to 0.35 of the range)."""
+    g = torch.Generator().manual_seed(0)
+    loc = torch.empty(4000).uniform_(-1.7, 1.7, generator=g)
+    log_scale = torch.empty(4000).uniform_(-7, 0.5, generator=g)
+    params = torch.stack([loc, log_scale], dim=1).view(-1, 2, 1, 1)
+    log_p = discretized_logistic_log_prob(2 * VALUES.double() - 1, loc.double().view(-1, 1),
+                                          log_scale.double().view(-1, 1))
+    mean = DiscretizedLogisticLikelihood().mean(params).flatten()
+    torch.testing.assert_close(mean.double(), direct_mean(log_p), atol=5e-6, rtol=0)
+    clipped = ((loc + 1) / 2).clamp(0, 1)
+    assert (clipped - direct_mean(log_p)).abs().max() > 0.3  # what the mean used to be
 
 
 def test_scale_per_channel_needs_the_image_shape_and_a_known_mode_is_required():
@@ -233,17 +247,41 @@ def test_mixture_of_rgb_pixels_has_conditionals_that_each_sum_to_one():
         torch.testing.assert_close(torch.logsumexp(log_rgb, 0), log_rg[g], atol=1e-5, rtol=0)
 
 
+def test_mixture_mean_of_grey_pixels_is_the_mean_over_the_256_intensities():
+    lik = DiscretizedLogisticMixtureLikelihood(num_mixtures=5)
+    params = random_mixture_params(200, 1, 5, torch.Generator().manual_seed(1))
+    x = VALUES.view(1, 256, 1, 1).expand(200, 256, 1, 1).reshape(-1, 1, 1, 1)
+    log_p = lik.log_prob(params.repeat_interleave(256, dim=0), x).view(200, 256)
+    torch.testing.assert_close(lik.mean(params).flatten().double(), direct_mean(log_p),
+                               atol=2e-6, rtol=0)
+
+
 def test_mixture_mean_weights_component_means_with_the_channel_dependence():
+    """Each component's channel means over the 256 intensities, G's location moved by R's
+    component mean and B's by R's and G's; exact per channel where the channels are
+    independent (coefficients 0)."""
     m = 2
     params = random_mixture_params(1, 3, m, torch.Generator().manual_seed(2)).view(-1)
     weights = torch.softmax(params[:m], 0)
     mu_r, mu_g, mu_b = params[m:4 * m].view(3, m)
+    s_r, s_g, s_b = params[4 * m:7 * m].view(3, m)
     c_gr, c_br, c_bg = torch.tanh(params[7 * m:].view(3, m))
-    mean_g = mu_g + c_gr * mu_r
-    mean_b = mu_b + c_br * mu_r + c_bg * mean_g
-    expected = torch.stack([(weights * v).sum() for v in (mu_r, mean_g, mean_b)])
-    got = DiscretizedLogisticMixtureLikelihood(num_mixtures=m).mean(params.view(1, -1, 1, 1))
-    torch.testing.assert_close(got.flatten(), ((expected + 1) / 2).clamp(0, 1))
+    mean_r = discretized_logistic_mean(mu_r, s_r)
+    mean_g = discretized_logistic_mean(mu_g + c_gr * mean_r, s_g)
+    mean_b = discretized_logistic_mean(mu_b + c_br * mean_r + c_bg * mean_g, s_b)
+    expected = torch.stack([(weights * v).sum() for v in (mean_r, mean_g, mean_b)])
+    lik = DiscretizedLogisticMixtureLikelihood(num_mixtures=m)
+    got = lik.mean(params.view(1, -1, 1, 1))
+    torch.testing.assert_close(got.flatten(), (expected + 1) / 2)
+
+    independent = params.clone()
+    independent[7 * m:] = 0
+    levels = 2 * VALUES.double() - 1
+    per_component = discretized_logistic_log_prob(levels, params[m:4 * m].double().view(-1, 1),
+                                                  params[4 * m:7 * m].double().view(-1, 1))
+    direct = (direct_mean(per_component).view(3, m) * weights.double()).sum(1)
+    torch.testing.assert_close(lik.mean(independent.view(1, -1, 1, 1)).flatten().double(),
+                               direct, atol=2e-6, rtol=0)
 
 
 @pytest.mark.parametrize(("channels", "expected"), [(1, 30), (3, 100), (2, 60)])

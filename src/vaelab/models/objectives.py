@@ -98,8 +98,13 @@ def log_batch_weights(batch_size: int, dataset_size: int, estimator: str,
     p(z), gives log q(z) log N low, so MI = log N and TC = (D - 1) log N).
     mss (minibatch stratified sampling): two strata, image i itself, known exactly (w_ii = 1/N),
     and the other N - 1 images, estimated by the batch's other B - 1 (w_ij = (N-1)/(N(B-1))),
-    unbiased for q(z_i) when those are a uniform sample. (The reference implementation weights
-    one of the others 1/(B-1) - 1/N and the rest 1/(B-1): averaged over which one, these.)
+    unbiased for q(z_i) when those are a uniform sample. (Chen et al.'s estimator gives one of
+    the others 1/(B-1) - 1/N and the rest 1/(B-1): averaged over which one, these. Their code,
+    rtqichen/beta-tcvae's `_log_importance_weight_matrix`, strides by B, so its 1/N fills
+    column 0, not the diagonal: every row weights image 0 by 1/N and image 1 by
+    1/(B-1) - 1/N, an image's own q(z_i|x_i) gets 1/(B-1) except in rows 0 and 1, and row B-2,
+    whose column 0 is overwritten by 1/(B-1) - 1/N, sums to 1 + 1/(B-1) - 2/N; its PR #1
+    proposes the fix.)
     """
     n, b = dataset_size, batch_size
     if estimator == "mws":
