@@ -16,6 +16,7 @@ from vaelab import console
 from vaelab.builders import instantiate_callbacks, instantiate_loggers, trainer_switches
 from vaelab.checkpoints import load_run, setup_run_data
 from vaelab.console import configure_console, log, metrics_table
+from vaelab.cpu import warn_if_oversubscribed
 from vaelab.distributed import share_job_config
 from vaelab.metrics.disentanglement_eval import disentanglement_enabled
 from vaelab.metrics.evaluation import (
@@ -54,6 +55,7 @@ def evaluate(cfg: DictConfig, feature_extractor=None) -> dict:
     if console.global_rank() == 0:
         console.buffer_log_file()
         console.open_log_file(output_dir / f"{cfg.task_name}.log")
+    warn_if_oversubscribed()
     log.info(f"evaluating {cfg.ckpt_path} on {num_test} test images; log p(x) with "
              f"K={cfg.iwae.num_samples} importance samples on {nll_images} of them: "
              f"{cfg.iwae.num_samples * nll_images:,} decodes")

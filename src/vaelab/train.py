@@ -19,6 +19,7 @@ from vaelab.builders import (
 from vaelab.checkpoints import RunState, best_checkpoint, interrupt_checkpoint, resume_from
 from vaelab.configs import named_output_dir, sweep_group
 from vaelab.console import configure_console, log, metrics_table
+from vaelab.cpu import warn_if_oversubscribed
 from vaelab.distributed import is_launched_rank, share_job_config
 from vaelab.metrics.evaluation import DESCRIPTIONS
 from vaelab.run_dir import Attempt, RunDir, task_config
@@ -49,6 +50,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         ckpt_path = cfg.get("ckpt_path")
     with Attempt(run, cfg) as attempt:
         log.info(f"run directory: {run.path}")
+        warn_if_oversubscribed()
         check_train_config(cfg)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = build(cfg.data)
