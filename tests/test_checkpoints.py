@@ -28,13 +28,13 @@ def ckpt(path: Path) -> dict:
 
 def test_last_checkpoint_is_the_final_epoch_even_when_the_metric_stopped_improving(make_cfg,
                                                                                   tmp_path):
-    # mode=min makes the "best" val/elbo the worst: after epoch 0 it never improves again
+    # mode=min makes the "best" val/elbo the worst: after epoch 1 it never improves again
     train(make_cfg([*RUN, "trainer.max_epochs=6", "callbacks.model_checkpoint.mode=min",
                     "callbacks.step_checkpoint=null", "test=false"]))
     checkpoints = tmp_path / "run" / "checkpoints"
-    assert sorted(p.name for p in checkpoints.glob("*.ckpt")) == ["epoch_000.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in checkpoints.glob("*.ckpt")) == ["epoch_001.ckpt", "last.ckpt"]
     assert ckpt(checkpoints / "last.ckpt")["global_step"] == 6 * STEPS_PER_EPOCH
-    assert ckpt(checkpoints / "epoch_000.ckpt")["global_step"] == STEPS_PER_EPOCH
+    assert ckpt(checkpoints / "epoch_001.ckpt")["global_step"] == STEPS_PER_EPOCH
 
 
 class RunsCode:
@@ -85,7 +85,7 @@ def test_resume_auto_names_a_corrupt_last_checkpoint_and_the_intact_ones(make_cf
     train(make_cfg([*RUN, "trainer.max_epochs=1", "test=false"]))
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[:1000])  # a truncated file
-    with pytest.raises(CheckpointError, match=r"last\.ckpt.*epoch_000\.ckpt"):
+    with pytest.raises(CheckpointError, match=r"last\.ckpt.*epoch_001\.ckpt"):
         train(make_cfg([*RUN, "trainer.max_epochs=2", "resume=auto"]))
 
 

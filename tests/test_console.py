@@ -38,6 +38,12 @@ def test_a_run_into_a_file_prints_progress_lines_and_its_log_holds_them(tmp_path
     assert [int(s) for s, _, _ in step_lines] == [7, 14, 21]  # 1297 images: 20 x 64 + 17
     assert "epoch 1/2 done in" in out and "epoch 2/2 done in" in out
     assert re.search(r"epoch 2/2 done in [\d.]+ s: train/loss=[\d.]+ .*val/elbo=-[\d.]+", out)
+    # figures are drawn after the epoch's line, which says so; epochs count from 1 in the
+    # lines and in file names alike
+    assert re.search(r"epoch 2: 7 figures drawn in [\d.]+ s", out)
+    assert (run / "figures" / "latent_manifold" / "epoch_002.png").is_file()
+    assert {p.name for p in (run / "checkpoints").glob("epoch_*")} <= {"epoch_001.ckpt",
+                                                                        "epoch_002.ckpt"}
     for noise in NOISE:
         assert noise not in out, noise
     log = (run / "train.log").read_text()

@@ -44,12 +44,15 @@ def test_same_seed_same_metrics_other_seed_other_metrics(make_cfg, tmp_path):
     assert runs[0]["val/elbo"] != runs[2]["val/elbo"]
 
 
-def test_resume_2_to_4_epochs_equals_an_uninterrupted_run(make_cfg, tmp_path):
+def test_resume_2_to_4_epochs_equals_an_uninterrupted_run(make_cfg, tmp_path, caplog):
     plateau = [*RUN, "model/scheduler=plateau"]
     train(make_cfg([*plateau, "trainer.max_epochs=2"], output_dir=tmp_path / "first"))
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
-    resumed = train(make_cfg([*plateau, "trainer.max_epochs=4", f"ckpt_path={last}"],
-                             output_dir=tmp_path / "resumed"))
+    with caplog.at_level(logging.INFO):
+        resumed = train(make_cfg([*plateau, "trainer.max_epochs=4", f"ckpt_path={last}"],
+                                 output_dir=tmp_path / "resumed"))
+    # continuing into a new run directory is what ckpt_path= is for: no warning about it
+    assert "dirpath has changed" not in caplog.text
     whole = train(make_cfg([*plateau, "trainer.max_epochs=4"], output_dir=tmp_path / "whole"))
     assert_same_run(resumed, whole)
     a, b = (ckpt(tmp_path / d / "checkpoints" / "last.ckpt") for d in ("resumed", "whole"))

@@ -20,7 +20,7 @@ def test_vaelab_viz_writes_every_figure_from_a_checkpoint(make_cfg, tmp_path):
     assert paths == {name: tmp_path / "viz" / "figures" / name / "last.png" for name in FIGURES}
     assert all(p.is_file() for p in paths.values())
     # the same weights and images draw the very picture the callback drew when training ended
-    trained = Image.open(tmp_path / "run" / "figures" / "latent_manifold" / "epoch_000.png")
+    trained = Image.open(tmp_path / "run" / "figures" / "latent_manifold" / "epoch_001.png")
     assert list(Image.open(paths["latent_manifold"]).getdata()) == list(trained.getdata())
 
     some = visualize(compose_config("viz", [f"ckpt_path={ckpt}",

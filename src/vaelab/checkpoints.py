@@ -178,6 +178,17 @@ class LastCheckpoint(Checkpoint):
         self._save(trainer)
 
 
+class EpochCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, with `{epoch}` in file names 1-based as the console shows
+    epochs: the first epoch's checkpoint is epoch_001.ckpt."""
+
+    def format_checkpoint_name(self, metrics: dict, filename: str | None = None,
+                               ver: int | None = None, prefix: str | None = None) -> str:
+        if "epoch" in metrics:
+            metrics = {**metrics, "epoch": metrics["epoch"] + 1}
+        return super().format_checkpoint_name(metrics, filename, ver, prefix)
+
+
 class InterruptCheckpoint(OnExceptionCheckpoint):
     """Lightning's OnExceptionCheckpoint, for SIGTERM (`kill`, a scheduler's preemption) while
     fitting: every rank receives it, so the collective save cannot hang on one rank."""

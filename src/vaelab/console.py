@@ -39,6 +39,9 @@ _QUIET_WARNINGS = (
     r".*It is recommended to use `self\.log\(.*sync_dist=True`.*",
     r".*does not have many workers which may be a bottleneck.*",
     r".*Checkpoint directory .* exists and is not empty.*",  # resume=auto continues it
+    # ckpt_path= continues a run into a new directory, as documented: the best-checkpoint
+    # record of the old one rightly stays behind
+    r".*The dirpath has changed from .* therefore `best_model_score`.*",
 )
 
 

@@ -27,7 +27,8 @@ MANIFOLD_PX = GRID * DIGIT * 4
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    """A 3-epoch digits run drawing every 2nd epoch: figures at epoch 1 and at the end (2)."""
+    """A 3-epoch digits run drawing every 2nd epoch: figures at epoch 2 and at the end (3), named
+    by the 1-based epoch the console shows."""
     out = tmp_path_factory.mktemp("latent_viz") / "run"
     cfg = compose_config("train", [*FAST, "trainer.max_epochs=3", "logger=tensorboard",
                                    "test=false", "callbacks.latent_viz.every_n_epochs=2"], out)
@@ -38,8 +39,8 @@ def run_dir(tmp_path_factory) -> Path:
 def test_callback_writes_a_png_per_figure_every_n_epochs_and_at_the_end(run_dir):
     for name in FIGURES:
         files = sorted(p.name for p in (run_dir / "figures" / name).iterdir())
-        assert files == ["epoch_001.png", "epoch_002.png"], name
-    manifold = Image.open(run_dir / "figures" / "latent_manifold" / "epoch_002.png")
+        assert files == ["epoch_002.png", "epoch_003.png"], name
+    manifold = Image.open(run_dir / "figures" / "latent_manifold" / "epoch_003.png")
     assert manifold.size == (MANIFOLD_PX, MANIFOLD_PX)
     # every picture is at least min_width wide, pixels repeated, never interpolated
     assert all(Image.open(p).width >= 400 for p in (run_dir / "figures").rglob("*.png"))

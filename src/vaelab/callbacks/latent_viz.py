@@ -4,6 +4,7 @@ What to draw is a `vaelab.viz.FigureSet`; this callback draws it every N epochs 
 training ends, on rank 0, and hands each image to every logger that takes images.
 """
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from lightning.pytorch.loggers import (
 from lightning.pytorch.loggers.logger import DummyLogger
 from lightning.pytorch.utilities import rank_zero_warn
 
+from vaelab.console import log
 from vaelab.run_dir import RunDir
 from vaelab.viz.figure_set import FigureSet
 from vaelab.viz.images import save_png, to_uint8_hwc
@@ -44,7 +46,8 @@ def send_image(logger: Logger, tag: str, image: torch.Tensor, step: int, stem: s
 class LatentViz(L.Callback):
     """Every `every_n_epochs` epochs (0: none) and when training ends, draws `figures` on rank 0
     and sends each to every logger that takes images (TensorBoard, W&B, MLflow) and to
-    `<output_dir>/figures/<name>/epoch_XXX.png`."""
+    `<output_dir>/figures/<name>/epoch_XXX.png` (XXX the 1-based epoch), and says how long the
+    drawing took (the epoch's line does not include it)."""
 
     def __init__(self, output_dir: str | Path, figures: FigureSet, every_n_epochs: int = 5,
                  tag_prefix: str = "figures"):
@@ -97,7 +100,10 @@ class LatentViz(L.Callback):
         # debug=fdr (fast_dev_run) promises no logging and no files from training
         if not trainer.is_global_zero or trainer.fast_dev_run:
             return
+        started = time.monotonic()
         images = self.figures.render(pl_module, trainer.datamodule, self._drawable)
         for name, image in images.items():
             self.publish(name, image, trainer.loggers, trainer.global_step,
-                         f"epoch_{self._last_epoch:03d}")
+                         f"epoch_{self._last_epoch + 1:03d}")
+        log.info(f"epoch {self._last_epoch + 1}: {len(images)} figures drawn in "
+                 f"{time.monotonic() - started:.1f} s ({self.run.figures})")
