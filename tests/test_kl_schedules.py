@@ -1,12 +1,14 @@
 """The beta-VAE family's KL schedules: values against their formulas, gradients, and the VAE."""
 
 from functools import partial
+from pathlib import Path
 
 import pytest
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
+from omegaconf import OmegaConf
 
-from vaelab.configs import compose_config
+from vaelab.configs import CONFIG_DIR, compose_config
 from vaelab.models import VAE
 from vaelab.models.kl_schedules import (
     BetaSchedule,
@@ -97,7 +99,8 @@ def test_vae_gives_its_beta_to_the_schedule_and_refuses_an_ignored_beta():
     warmup = _vae(beta=2.0, kl_schedule=partial(LinearWarmup, warmup_steps=10)).kl_schedule
     assert (warmup.beta, warmup.weight(0), warmup.weight(10)) == (2.0, 0.0, 2.0)
     assert _vae(kl_schedule=CapacityAnnealing).kl_weight() is None
-    with pytest.raises(ValueError, match="no effect"):
+    with pytest.raises(ValueError, match="model.beta=4.0 has no effect with "
+                       "model/kl_schedule=capacity: leave model.beta at 1"):
         _vae(beta=4.0, kl_schedule=CapacityAnnealing)
     # model.beta is the one KL-weight setting: a built schedule with its own beta is refused
     with pytest.raises(TypeError, match="without beta"):
@@ -113,3 +116,10 @@ def test_every_schedule_config_builds_its_schedule(name, tmp_path):
     assert schedule.beta == (None if name == "capacity" else 4.0)
     assert model.objective.name == "elbo" and model.objective.kl_schedule is schedule
     assert isinstance(schedule, BetaSchedule) == (name != "capacity")
+
+
+def test_every_schedule_is_named_by_its_config_option():
+    """Errors name model/kl_schedule=<option>, the file in conf/model/kl_schedule/."""
+    for path in (Path(CONFIG_DIR) / "model" / "kl_schedule").glob("*.yaml"):
+        target = OmegaConf.load(path)._target_
+        assert get_class(target).name == path.stem, target

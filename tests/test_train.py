@@ -65,11 +65,12 @@ def test_small_data_trains_with_the_defaults(make_cfg, mnist_root, tmp_path, cap
     from vaelab.checkpoints import load_checkpoint
 
     cfg = make_cfg(["data=mnist", f"data.data_dir={mnist_root}", "trainer.max_epochs=2",
-                    "logger=none", "callbacks.latent_viz=null"])
+                    "logger=csv", "callbacks.latent_viz=null"])
     with caplog.at_level(logging.INFO, logger="vaelab"):
         metrics = train(cfg)
     assert "data.val_size=5000 is more than half of the 120 images of MNIST's training set: " \
            "holding out 12 (10%) instead" in caplog.text
     assert "108 train, 12 val, 40 test" in caplog.text
+    assert "logging interval" not in caplog.text  # Lightning's, about logs vaelab does not make
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] == 2
     assert metrics["test/elbo"] < 0

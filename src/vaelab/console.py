@@ -42,6 +42,8 @@ _QUIET_WARNINGS = (
     # ckpt_path= continues a run into a new directory, as documented: the best-checkpoint
     # record of the old one rightly stays behind
     r".*The dirpath has changed from .* therefore `best_model_score`.*",
+    # vaelab logs epoch means at the end of each epoch, whatever log_every_n_steps says
+    r".*is smaller than the logging interval Trainer\(log_every_n_steps.*",
 )
 
 

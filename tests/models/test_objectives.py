@@ -312,7 +312,7 @@ def test_every_objective_config_builds_its_objective(name, tmp_path):
      "model.beta=2.0 has no effect with model/objective=dip_vae_i"),
     ({"objective": partial(BetaTCVAE), "kl_schedule": CyclicalAnnealing},
      "model/objective=beta_tcvae does not schedule the KL term, so model/kl_schedule="
-     "CyclicalAnnealing would be ignored"),
+     "cyclical would be ignored"),
     ({"objective": partial(FactorVAE, Discriminator(3, (4,)), torch.optim.Adam, gamma=-1.0)},
      r"model.objective.gamma=-1.0: give a number >= 0"),
     ({"objective": Elbo(None)}, "as a class or functools.partial"),

@@ -21,6 +21,8 @@ class KLSchedule(ABC):
     """Base class; `beta` is the target KL weight (None for objectives that do not weight KL)."""
 
     beta: float | None = None
+    #: the option that picks it: model/kl_schedule=<name> (conf/model/kl_schedule/<name>.yaml)
+    name: str = "a custom schedule"
 
     @abstractmethod
     def loss(self, recon: torch.Tensor, kl: torch.Tensor, step: int) -> torch.Tensor:
@@ -51,6 +53,8 @@ class BetaSchedule(KLSchedule):
 class ConstantBeta(BetaSchedule):
     """beta fixed for the whole run (beta = 1: the ELBO; beta > 1: Higgins et al.'s beta-VAE)."""
 
+    name = "constant"
+
     def __init__(self, beta: float = 1.0):
         _check("beta", beta)
         self.beta = beta
@@ -61,6 +65,8 @@ class ConstantBeta(BetaSchedule):
 
 class LinearWarmup(BetaSchedule):
     """beta rises linearly from start_beta to beta over warmup_steps, then stays at beta."""
+
+    name = "linear_warmup"
 
     def __init__(self, beta: float = 1.0, warmup_steps: int = 1000, start_beta: float = 0.0):
         _check("beta", beta)
@@ -76,6 +82,8 @@ class LinearWarmup(BetaSchedule):
 class CyclicalAnnealing(BetaSchedule):
     """Fu et al. (2019): each cycle of cycle_steps ramps beta from 0 up over the first `ratio` of
     the cycle, then holds it; after n_cycles (if set) beta stays at its target."""
+
+    name = "cyclical"
 
     def __init__(self, beta: float = 1.0, cycle_steps: int = 2000, ratio: float = 0.5,
                  n_cycles: int | None = None):
@@ -98,6 +106,8 @@ class FreeBits(BetaSchedule):
     """Kingma et al. (2016): each latent dimension's batch-mean KL counts as at least
     floor_per_dim nats, so dimensions under the floor get no push towards the prior."""
 
+    name = "free_bits"
+
     def __init__(self, beta: float = 1.0, floor_per_dim: float = 0.25):
         _check("beta", beta)
         _check("floor_per_dim", floor_per_dim)
@@ -117,6 +127,8 @@ class FreeBits(BetaSchedule):
 class CapacityAnnealing(KLSchedule):
     """Burgess et al. (2018): loss = recon + gamma * |KL - C(t)|, the capacity C(t) rising
     linearly from 0 to capacity_max nats over anneal_steps (KL is the batch mean)."""
+
+    name = "capacity"
 
     def __init__(self, gamma: float = 1000.0, capacity_max: float = 25.0,
                  anneal_steps: int = 10000):
@@ -156,9 +168,10 @@ def build_kl_schedule(schedule: Callable[..., KLSchedule] | KLSchedule | None,
     if "beta" in inspect.signature(schedule).parameters:
         return schedule(beta=beta)
     if beta != 1.0:
-        name = getattr(schedule, "func", schedule).__name__
+        name = getattr(schedule, "func", schedule).name
         raise ValueError(
-            f"model.beta={beta} has no effect with {name}: leave model.beta at 1 and set the "
+            f"model.beta={beta} has no effect with model/kl_schedule={name}: leave model.beta "
+            "at 1 and set the "
             "schedule's own parameters (model.kl_schedule.*)"
         )
     return schedule()

@@ -341,7 +341,7 @@ def build_objective(objective: Callable[..., Objective] | None, kl_schedule: KLS
     if not isinstance(kl_schedule, ConstantBeta):
         raise ValueError(
             f"model/objective={name} does not schedule the KL term, so model/kl_schedule="
-            f"{type(kl_schedule).__name__} would be ignored: use model/kl_schedule=constant, or "
+            f"{kl_schedule.name} would be ignored: use model/kl_schedule=constant, or "
             "model/objective=elbo for a scheduled KL weight")
     if "beta" in parameters:
         return objective(beta=beta)
