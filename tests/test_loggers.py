@@ -1,12 +1,16 @@
 """Dashboards: W&B (offline), MLflow (local store), TensorBoard, several at once."""
 
 import json
+import re
+import socket
+import time
 from pathlib import Path
 
 import mlflow
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from vaelab.builders import MLFLOW_CONNECT_TIMEOUT, instantiate_loggers
 from vaelab.train import train
 
 pytestmark = pytest.mark.integration
@@ -102,3 +106,26 @@ def test_sweep_jobs_share_a_group_single_runs_have_none(make_cfg):
     cfg = make_cfg(["hydra.mode=MULTIRUN", "hydra.sweep.dir=outputs/train/multiruns/sweep_a"])
     assert cfg.run_group == "train/sweep_a"
     assert make_cfg([]).run_group is None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_mlflow_server_is_one_clear_error_before_the_run(make_cfg):
+    """MLflow's own client would retry it for minutes."""
+    port = free_port()
+    cfg = make_cfg(["logger=mlflow", f"logger.mlflow.tracking_uri=http://127.0.0.1:{port}"])
+    started = time.monotonic()
+    with pytest.raises(ConnectionError, match=re.escape(
+            f"logger.mlflow.tracking_uri=http://127.0.0.1:{port}: no MLflow server answers at "
+            f"127.0.0.1:{port}")):
+        instantiate_loggers(cfg.logger)
+    assert time.monotonic() - started < MLFLOW_CONNECT_TIMEOUT
+    with socket.create_server(("127.0.0.1", 0)) as server:  # a server that listens: no error
+        listening = server.getsockname()[1]
+        cfg = make_cfg(["logger=many",
+                        f"logger.mlflow.tracking_uri=http://127.0.0.1:{listening}"])
+        assert len(instantiate_loggers(cfg.logger)) == 4

@@ -1,13 +1,15 @@
 """Build the Lightning pieces a config names: callbacks and loggers, each through `_target_`."""
 
+import socket
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import lightning as L
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary, ProgressBar
-from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.loggers import Logger, MLFlowLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -61,8 +63,34 @@ def trainer_switches(callbacks: list[L.Callback]) -> dict[str, bool]:
             "enable_model_summary": any(isinstance(c, ModelSummary) for c in callbacks)}
 
 
+#: seconds an MLflow tracking server has to accept a connection before a run starts; MLflow's
+#: own client retries an unreachable server for minutes (4 min 18 s, measured) before failing
+MLFLOW_CONNECT_TIMEOUT = 10.0
+
+
 def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:
+    """The loggers of cfg.logger; an MLflow tracking server that does not answer is an error
+    before anything runs."""
+    for key, conf in (cfg or {}).items():
+        if conf and "_target_" in conf and issubclass(get_class(conf._target_), MLFlowLogger):
+            check_tracking_server(f"logger.{key}.tracking_uri", conf.get("tracking_uri"))
     return _instantiate_group(cfg, "logger")
+
+
+def check_tracking_server(key: str, uri: str | None) -> None:
+    """Raise a ConnectionError naming `key` unless the http(s) server of `uri` accepts a
+    connection within MLFLOW_CONNECT_TIMEOUT seconds (other URIs are local stores)."""
+    parts = urlsplit(uri or "")
+    if parts.scheme not in ("http", "https"):
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=MLFLOW_CONNECT_TIMEOUT).close()
+    except OSError as error:
+        raise ConnectionError(
+            f"{key}={uri}: no MLflow server answers at {parts.hostname}:{port} ({error}): "
+            "start it, or fix the URI (or MLFLOW_TRACKING_URI, which it defaults to), or drop "
+            "the setting to log to the local store under outputs/") from None
 
 
 def git_commit() -> str | None:
