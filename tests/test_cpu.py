@@ -11,6 +11,7 @@ from vaelab.cpu import oversubscription
     (1, 2, 2.0),   # one thread beside one busy core
     (2, 2, 1.0),   # this process's own load only
     (8, 8, 1.4),
+    (1, 2, 5.0),   # busy, but one thread is as few as it gets
 ])
 def test_no_line_when_the_threads_fit(threads, cores, load):
     assert oversubscription(threads, cores, load) is None

@@ -24,11 +24,12 @@ def available_cores() -> int:
 
 def oversubscription(threads: int, cores: int, load: float) -> str | None:
     """A one-line warning when `threads` torch threads plus the other processes' load (the
-    1-minute load average less about one for this process) need more than `cores`."""
+    1-minute load average less about one for this process) need more than `cores`, and fewer
+    threads would fit."""
     others = max(0.0, load - 1.0)
-    if threads + others <= cores + 0.5:
-        return None
     fit = max(1, int(cores - others))
+    if threads + others <= cores + 0.5 or fit >= threads:
+        return None
     return (f"torch uses {threads} threads on {cores} CPU cores while other processes keep "
             f"about {others:.1f} of them busy (load average {load:.1f}): oversubscribed cores "
             f"can make training several times slower. Start the run with OMP_NUM_THREADS={fit}")
