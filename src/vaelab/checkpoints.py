@@ -13,10 +13,11 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, OnExceptionCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vaelab.builders import build
 from vaelab.console import log
+from vaelab.optim import apply_configured_optimizer
 from vaelab.run_dir import INTERRUPTED, RunDir
 
 RESUME_MODES = (None, "auto")
@@ -103,34 +104,6 @@ def set_rng_states(states: dict) -> None:
     random.setstate(states["python"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state(states["cuda"])
-
-
-def apply_configured_optimizer(optimizer: torch.optim.Optimizer, configured: dict,
-                               schedulers: list) -> list[str]:
-    """Set the configured hyperparameters (lr, betas, ...) on an optimizer restored from a
-    checkpoint; returns what changed. A scheduled lr keeps its progress: it is rescaled by
-    new initial lr / old initial lr, and the schedulers' base_lrs follow."""
-    changes = []
-    for i, group in enumerate(optimizer.param_groups):
-        for key, value in configured.items():
-            if key not in group:
-                continue
-            value = type(group[key])(value) if isinstance(group[key], tuple) else value
-            if key == "lr":
-                initial = group.get("initial_lr", group["lr"])
-                if value == initial:
-                    continue
-                changes.append(f"lr {initial:g} -> {value:g}")
-                group["lr"] = group["lr"] * value / initial
-                if "initial_lr" in group:
-                    group["initial_lr"] = value
-                for scheduler in schedulers:
-                    if hasattr(scheduler, "base_lrs"):
-                        scheduler.base_lrs[i] = value
-            elif group[key] != value:
-                changes.append(f"{key} {group[key]} -> {value}")
-                group[key] = value
-    return changes
 
 
 class RunState(L.Callback):
@@ -303,13 +276,24 @@ def interrupt_checkpoint(trainer: L.Trainer) -> Path | None:
 
 
 # -- a trained run, rebuilt ------------------------------------------------------------------
+def upgrade_run_config(run_cfg: DictConfig) -> DictConfig:
+    """A run config written before the posterior became a component, in today's form: its
+    encoder produced (mu, logvar) for `latent_dim` codes, i.e. 2 * latent_dim features of a
+    diagonal Gaussian posterior (the default)."""
+    encoder = OmegaConf.select(run_cfg, "model.encoder")
+    if encoder is not None and "latent_dim" in encoder and "out_features" not in encoder:
+        with open_dict(run_cfg):
+            encoder.out_features = 2 * encoder.pop("latent_dim")
+    return run_cfg
+
+
 def load_run(ckpt_path: str | Path, data_dir: str | None = None):
     """(the training run's config, its model with the checkpoint's weights in eval mode, its
     DataModule); `data_dir` replaces the data folder the run was trained from."""
     ckpt = load_checkpoint(ckpt_path)
     if "run_config" not in ckpt:
         raise CheckpointError(f"{ckpt_path} has no run_config: it was not written by vaelab-train")
-    run_cfg = OmegaConf.create(ckpt["run_config"])
+    run_cfg = upgrade_run_config(OmegaConf.create(ckpt["run_config"]))
     if data_dir is not None and "data_dir" in run_cfg.data:
         with open_dict(run_cfg):
             run_cfg.data.data_dir = data_dir

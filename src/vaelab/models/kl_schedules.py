@@ -1,4 +1,4 @@
-"""The KL term of the beta-VAE family: how (recon, per-dimension KL, step) become the training loss.
+"""The KL term of the beta-VAE family: how (recon, KL, step) become the training loss.
 
 Each schedule's `loss` returns one value per image whose batch mean is the objective, so the VAE
 can average and log it like every other per-image quantity. `step` is the optimizer step.
@@ -20,11 +20,17 @@ def _check(name: str, value: float, low: float = 0.0) -> None:
 class KLSchedule(ABC):
     """Base class; `beta` is the target KL weight (None for objectives that do not weight KL)."""
 
+    #: the config name, model/kl_schedule=<name>
+    name: str
+    #: what it needs of the latent model (vaelab.models.compatibility)
+    requires: frozenset[str] = frozenset()
     beta: float | None = None
 
     @abstractmethod
-    def loss(self, recon: torch.Tensor, kl: torch.Tensor, step: int) -> torch.Tensor:
-        """Per-image loss; recon [B] (-log p(x|z)), kl [B, D] per latent dimension -> [B]."""
+    def loss(self, recon: torch.Tensor, kl: torch.Tensor, kl_per_dim: torch.Tensor | None,
+             step: int) -> torch.Tensor:
+        """Per-image loss; recon [B] (-log p(x|z)), kl [B], and the KL of each latent
+        dimension [B, D] where the model has one (None otherwise) -> [B]."""
 
     @abstractmethod
     def logged(self, step: int) -> dict[str, float]:
@@ -41,8 +47,8 @@ class BetaSchedule(KLSchedule):
     @abstractmethod
     def weight(self, step: int) -> float: ...
 
-    def loss(self, recon, kl, step):
-        return recon + self.weight(step) * kl.sum(dim=1)
+    def loss(self, recon, kl, kl_per_dim, step):
+        return recon + self.weight(step) * kl
 
     def logged(self, step):
         return {"beta": self.weight(step)}
@@ -50,6 +56,8 @@ class BetaSchedule(KLSchedule):
 
 class ConstantBeta(BetaSchedule):
     """beta fixed for the whole run (beta = 1: the ELBO; beta > 1: Higgins et al.'s beta-VAE)."""
+
+    name = "constant"
 
     def __init__(self, beta: float = 1.0):
         _check("beta", beta)
@@ -61,6 +69,8 @@ class ConstantBeta(BetaSchedule):
 
 class LinearWarmup(BetaSchedule):
     """beta rises linearly from start_beta to beta over warmup_steps, then stays at beta."""
+
+    name = "linear_warmup"
 
     def __init__(self, beta: float = 1.0, warmup_steps: int = 1000, start_beta: float = 0.0):
         _check("beta", beta)
@@ -76,6 +86,8 @@ class LinearWarmup(BetaSchedule):
 class CyclicalAnnealing(BetaSchedule):
     """Fu et al. (2019): each cycle of cycle_steps ramps beta from 0 up over the first `ratio` of
     the cycle, then holds it; after n_cycles (if set) beta stays at its target."""
+
+    name = "cyclical"
 
     def __init__(self, beta: float = 1.0, cycle_steps: int = 2000, ratio: float = 0.5,
                  n_cycles: int | None = None):
@@ -98,6 +110,9 @@ class FreeBits(BetaSchedule):
     """Kingma et al. (2016): each latent dimension's batch-mean KL counts as at least
     floor_per_dim nats, so dimensions under the floor get no push towards the prior."""
 
+    name = "free_bits"
+    requires = frozenset({"kl_per_dim"})
+
     def __init__(self, beta: float = 1.0, floor_per_dim: float = 0.25):
         _check("beta", beta)
         _check("floor_per_dim", floor_per_dim)
@@ -106,17 +121,19 @@ class FreeBits(BetaSchedule):
     def weight(self, step):
         return self.beta
 
-    def loss(self, recon, kl, step):
+    def loss(self, recon, kl, kl_per_dim, step):
         # Dimensions whose batch mean is under the floor contribute the constant floor (no
         # gradient); the batch mean of the result is recon + beta * sum_d max(floor, mean_b KL_d).
-        above = kl.mean(dim=0, keepdim=True) > self.floor_per_dim
-        floored = torch.where(above, kl, torch.full_like(kl, self.floor_per_dim))
+        above = kl_per_dim.mean(dim=0, keepdim=True) > self.floor_per_dim
+        floored = torch.where(above, kl_per_dim, torch.full_like(kl_per_dim, self.floor_per_dim))
         return recon + self.beta * floored.sum(dim=1)
 
 
 class CapacityAnnealing(KLSchedule):
     """Burgess et al. (2018): loss = recon + gamma * |KL - C(t)|, the capacity C(t) rising
     linearly from 0 to capacity_max nats over anneal_steps (KL is the batch mean)."""
+
+    name = "capacity"
 
     def __init__(self, gamma: float = 1000.0, capacity_max: float = 25.0,
                  anneal_steps: int = 10000):
@@ -130,12 +147,11 @@ class CapacityAnnealing(KLSchedule):
         progress = min(1.0, step / self.anneal_steps) if self.anneal_steps else 1.0
         return self.capacity_max * progress
 
-    def loss(self, recon, kl, step):
+    def loss(self, recon, kl, kl_per_dim, step):
         c = self.capacity(step)
-        kl_per_image = kl.sum(dim=1)
         # sign(mean KL - C) * (KL_i - C) has batch mean |mean KL - C| and the same gradient.
-        sign = torch.sign(kl_per_image.mean() - c).detach()
-        return recon + self.gamma * sign * (kl_per_image - c)
+        sign = torch.sign(kl.mean() - c).detach()
+        return recon + self.gamma * sign * (kl - c)
 
     def logged(self, step):
         return {"capacity": self.capacity(step)}
