@@ -7,7 +7,11 @@ Needs (Objective.requires, KLSchedule.requires):
   every image's posterior; DIP-VAE penalises its covariance);
 - "kl_per_dim": a KL per latent dimension, so prior and posterior must both factorise
   (free bits; beta-TCVAE's dimension-wise KL).
+- an objective that does not schedule the KL term (all but elbo) runs with the constant schedule
+  only.
 """
+
+import inspect
 
 CONDITIONS = (None, "label", "attributes")
 
@@ -26,6 +30,11 @@ def incompatibility(prior: type, posterior: type, objective: type, kl_schedule: 
         return (f"{_name(prior, 'prior')} is built from pseudo-inputs that carry no condition, so "
                 f"it cannot serve model.condition={condition}: use model/prior=standard_normal "
                 "or mixture_of_gaussians, or model.condition=null")
+    if "kl_schedule" not in inspect.signature(objective).parameters and \
+            getattr(kl_schedule, "name", None) != "constant":
+        return (f"{_name(objective, 'objective')} does not schedule the KL term, so "
+                f"{_name(kl_schedule, 'kl_schedule')} would be ignored: use "
+                "model/kl_schedule=constant, or model/objective=elbo for a scheduled KL weight")
     for component, group in ((objective, "objective"), (kl_schedule, "kl_schedule")):
         needs = getattr(component, "requires", frozenset())
         if "gaussian_posterior" in needs and not posterior.gaussian:

@@ -19,7 +19,7 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from vaelab.models.iwae import iwae_bound
-from vaelab.models.kl_schedules import ConstantBeta, KLSchedule
+from vaelab.models.kl_schedules import KLSchedule
 from vaelab.validation import check_number
 
 ESTIMATORS = ("mws", "mss")
@@ -323,8 +323,8 @@ class DipVAEII(DipVAE):
 def build_objective(objective: Callable[..., Objective] | None, kl_schedule: KLSchedule,
                     beta: float) -> Objective:
     """The objective from its partial (`_partial_: true`): given the KL schedule if it takes one
-    (elbo), else given model.beta if it takes one (beta-TCVAE's TC weight); settings that it
-    would ignore (a KL schedule, a beta other than 1) are refused."""
+    (elbo), else given model.beta if it takes one (beta-TCVAE's TC weight); a beta other than 1
+    that it would ignore is refused (an ignored KL schedule: vaelab.models.compatibility)."""
     if objective is None:
         return Elbo(kl_schedule)
     if isinstance(objective, Objective):
@@ -334,11 +334,6 @@ def build_objective(objective: Callable[..., Objective] | None, kl_schedule: KLS
     if "kl_schedule" in parameters:
         return objective(kl_schedule=kl_schedule)
     name = getattr(getattr(objective, "func", objective), "name", "this objective")
-    if not isinstance(kl_schedule, ConstantBeta):
-        raise ValueError(
-            f"model/objective={name} does not schedule the KL term, so model/kl_schedule="
-            f"{kl_schedule.name} would be ignored: use model/kl_schedule=constant, or "
-            "model/objective=elbo for a scheduled KL weight")
     if "beta" in parameters:
         return objective(beta=beta)
     if beta != 1.0:

@@ -22,10 +22,10 @@ from torch.nn import functional as F
 from vaelab.console import log
 from vaelab.models.compatibility import check_components
 from vaelab.models.distributions import kl_per_dimension, kl_per_image
-from vaelab.models.kl_schedules import KLSchedule, build_kl_schedule
+from vaelab.models.kl_schedules import ConstantBeta, KLSchedule, build_kl_schedule
 from vaelab.models.latents import decode_means
 from vaelab.models.likelihoods import BernoulliLikelihood, Likelihood
-from vaelab.models.objectives import Objective, build_objective
+from vaelab.models.objectives import Elbo, Objective, build_objective
 from vaelab.models.posteriors import DiagonalGaussianPosterior, Posterior
 from vaelab.models.priors import Prior, StandardNormalPrior
 from vaelab.models.running_means import RunningMeans
@@ -84,10 +84,10 @@ class VAE(L.LightningModule):
             if component.latent_dim != latent_dim:
                 raise ValueError(f"{key}.latent_dim={component.latent_dim} differs from "
                                  f"model.latent_dim={latent_dim}: set it to ${{model.latent_dim}}")
+        check_components(type(prior), type(posterior), _component_class(objective, Elbo),
+                         _component_class(kl_schedule, ConstantBeta), condition)
         self.kl_schedule = build_kl_schedule(kl_schedule, beta)
         self.objective = build_objective(objective, self.kl_schedule, beta)
-        check_components(type(prior), type(posterior), type(self.objective),
-                         type(self.kl_schedule), condition)
         check_number("model.condition_dim", condition_dim, low=0 if condition is None else 1,
                      integer=True)
         self.save_hyperparameters(
@@ -200,9 +200,13 @@ class VAE(L.LightningModule):
         return log_px_z + self.prior().log_prob(z) - q.log_prob(z)
 
     # -- data --------------------------------------------------------------------------------
-    def setup_data(self, datamodule) -> None:
+    def setup_data(self, datamodule, fitting: bool = False) -> None:
         """Take what the model needs of the data to score batches: a conditional model's map from
-        labels to conditions (called when fitting, validating or testing starts)."""
+        labels to conditions (called when fitting, validating or testing starts); when
+        `fitting`, also what the prior and the objective need of the training set."""
+        if fitting:
+            self.prior.setup_data(datamodule)
+            self.objective.setup_data(datamodule)
         if self.condition is not None:
             size = condition_size(datamodule, self.condition)
             if size != self.condition_dim:
@@ -300,10 +304,7 @@ class VAE(L.LightningModule):
         self._step(batch, "test")
 
     def on_fit_start(self) -> None:
-        datamodule = self.trainer.datamodule
-        self.setup_data(datamodule)
-        self.prior.setup_data(datamodule)
-        self.objective.setup_data(datamodule)
+        self.setup_data(self.trainer.datamodule, fitting=True)
 
     def on_test_start(self) -> None:
         self.setup_data(self.trainer.datamodule)
@@ -392,6 +393,15 @@ class VAE(L.LightningModule):
         # Loaded before configure_optimizers builds the optimiser (Lightning restores the
         # module, then sets up the strategy and its optimisers).
         self._objective_optimizer_state = checkpoint.get(OBJECTIVE_OPTIMIZER)
+
+
+def _component_class(component, default: type) -> type:
+    """The class a component is or will be (a class, a functools.partial of one, or an
+    instance; None: `default`)."""
+    if component is None:
+        return default
+    component = getattr(component, "func", component)
+    return component if isinstance(component, type) else type(component)
 
 
 def _repeat(t: torch.Tensor, k: int) -> torch.Tensor:

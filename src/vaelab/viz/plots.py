@@ -5,6 +5,7 @@ Figures are built with the object API on the Agg canvas (no pyplot state), so th
 callbacks, worker threads and headless machines.
 """
 
+import math
 from collections.abc import Sequence
 
 import matplotlib
@@ -114,7 +115,7 @@ def annotated_grid(image: torch.Tensor, nrow: int, ncol: int, padding: int,
     """A make_grid image [3, H, W] of nrow x ncol tiles drawn with axes: a label under each
     column and beside each row (every k-th when there are many), pixels kept sharp."""
     _, height, width = image.shape
-    scale = max(1.0, min_width / width)
+    scale = max(1, math.ceil(min_width / width))  # a whole factor: pixels stay square
     fig = Figure(figsize=(width * scale / dpi + 1.6, height * scale / dpi + 1.2), dpi=dpi,
                  layout="constrained")
     ax = fig.add_subplot()
