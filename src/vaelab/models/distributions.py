@@ -76,6 +76,12 @@ class StandardNormal(Independent):
         return -0.5 * (z.pow(2) + _LOG_2PI).sum(dim=-1)
 
 
+def standard_deviations_as_levels(values: torch.Tensor) -> torch.Tensor:
+    """N(0, 1)'s CDF at `values` given in standard deviations, kept inside (0, 1): what the
+    figures turn into quantiles of any prior or aggregate posterior."""
+    return Normal(0.0, 1.0).cdf(values.double()).clamp(1e-6, 1 - 1e-6)
+
+
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Per-dimension KL(N(mu, sigma^2) || N(0, 1)) in nats; [..., D] -> [..., D]."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)

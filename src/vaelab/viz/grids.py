@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.distributions import Normal
 from torchvision.utils import make_grid
 
+from vaelab.models.distributions import standard_deviations_as_levels
 from vaelab.models.latents import EncodedImages, decode_means
 
 #: Grid lines between tiles are white, so dark-background digits stay apart.
@@ -167,8 +167,7 @@ def latent_traversal_grid(model: nn.Module, base: torch.Tensor, encoded: Encoded
     from limits[0] to limits[1] standard deviations (as quantiles: Phi(limit) of the prior's
     marginal, else of the aggregate posterior), the others held at `base` [D]."""
     check_latent_dims(dims, base.shape[-1], "latent_traversal.dims")
-    levels = Normal(0.0, 1.0).cdf(torch.linspace(limits[0], limits[1], steps,
-                                                 dtype=torch.float64)).clamp(1e-6, 1 - 1e-6)
+    levels = standard_deviations_as_levels(torch.linspace(limits[0], limits[1], steps))
     values = latent_quantiles(model, encoded, levels).to(base.device)[:, list(dims)]
     z = base.view(1, 1, -1).repeat(len(dims), steps, 1)
     for row, d in enumerate(dims):
