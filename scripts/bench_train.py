@@ -101,7 +101,7 @@ def run_raw(cfg: DictConfig, steps: int, warmup: int) -> tuple[float, float]:
             order = torch.randperm(len(images))
         idx = order[(step % per_epoch) * batch_size:(step % per_epoch + 1) * batch_size]
         x = torch.bernoulli(images[idx].float().div_(255.0))
-        mu, logvar = encoder(x)
+        mu, logvar = encoder(x).chunk(2, dim=1)  # the diagonal Gaussian's features
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
         logits = decoder(z)
         recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum((1, 2, 3))

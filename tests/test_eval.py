@@ -41,6 +41,13 @@ def test_eval_writes_every_metric_beside_the_run(make_cfg, iwae_checkpoint, tmp_
     assert all(math.isfinite(written[k]) for k in DESCRIPTIONS)
     assert written["test/nll_num_samples"] == 20 and written["test/nll_num_images"] == 300
     assert written["test/fid_num_samples"] == 200
+    # every sampler of conf/samplers/default.yaml is scored: the prior's is test/fid
+    assert {"test/fid_gmm", "test/kid_mean_gmm", "test/kid_std_gmm"} <= set(written)
+    assert written["test/fid_gmm"] != written["test/fid"]
+    # ... each from its own random stream: adding a sampler changes no other's number
+    alone = evaluate(make_cfg([f"ckpt_path={iwae_checkpoint}", *EVAL, "samplers.gmm=null"],
+                              name="eval", output_dir=run_dir / "eval" / "prior_only"))
+    assert alone["test/fid"] == written["test/fid"] and "test/fid_gmm" not in alone
     assert 0 <= written["test/active_units"] <= written["test/latent_dim"] == 8
     # 20 importance samples give a tighter bound than the 1-sample ELBO.
     assert metrics["test/nll"] < -metrics["test/elbo"]

@@ -55,7 +55,7 @@ def test_fid_and_kid_with_a_stand_in_extractor():
         for start in range(0, 120, 40):
             fidelity.update(real[start:start + 40], real=True)
             fidelity.update(fake[start:start + 40], real=False)
-        return fidelity.compute()
+        return fidelity.compute()["fake"]
 
     same, other = scores(real.clone()), scores(digits_like(120, 1, 0.4))
     assert same["num_real"] == same["num_fake"] == 120

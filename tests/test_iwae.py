@@ -8,14 +8,12 @@ import torch
 from torch import nn
 from torch.distributions import MultivariateNormal, Normal
 
-from vaelab.models import VAE, BernoulliLikelihood, GaussianLikelihood
-from vaelab.models.elbo import kl_divergence
+from helpers.models import binary_images, tiny_vae
+from vaelab.models import VAE, GaussianLikelihood, IAFPosterior, VampPrior
 from vaelab.models.iwae import (
-    diagonal_gaussian_log_prob,
+    importance_weighted_bounds,
     importance_weighted_log_likelihood,
     iwae_bound,
-    log_importance_weights,
-    standard_normal_log_prob,
 )
 from vaelab.models.kl_schedules import LinearWarmup
 from vaelab.models.objectives import IWAE
@@ -25,39 +23,41 @@ from vaelab.train import train
 SHAPE = (1, 8, 8)
 
 
-def small_vae(latent_dim: int = 4) -> VAE:
-    torch.manual_seed(0)
-    return VAE(MLPEncoder(SHAPE, latent_dim, [32]), MLPDecoder(SHAPE, latent_dim, [32]),
-               BernoulliLikelihood(), latent_dim, partial(torch.optim.Adam, lr=1e-3)).eval()
-
-
-def binary_images(n: int = 64) -> torch.Tensor:
-    g = torch.Generator().manual_seed(2)
-    return torch.bernoulli(torch.full((n, *SHAPE), 0.3), generator=g)
+def small_vae(latent_dim: int = 4, **components) -> VAE:
+    return tiny_vae(latent_dim, hidden=(32,), **components)
 
 
 @torch.no_grad()
 def test_k1_bound_is_the_single_sample_elbo():
     model, x = small_vae(), binary_images()
-    torch.manual_seed(1)
-    out = model(x)
-    torch.manual_seed(1)  # the same eps, hence the same z, as forward() drew
-    bound = iwae_bound(log_importance_weights(model, x, out["mu"], out["logvar"], 1))
+    q = model.posterior(x)
+    log_w = model.log_importance_weights(x, None, q, 1, torch.Generator().manual_seed(1))
     # That z again, scored by torch.distributions rather than our own densities.
-    torch.manual_seed(1)
-    std = torch.exp(0.5 * out["logvar"])
-    z = out["mu"] + std * torch.randn_like(std)
-    log_q = Normal(out["mu"], std).log_prob(z).sum(1)
+    z = q.mu + torch.exp(0.5 * q.logvar) * torch.randn(q.mu.shape,
+                                                       generator=torch.Generator().manual_seed(1))
+    log_q = Normal(q.mu, torch.exp(0.5 * q.logvar)).log_prob(z).sum(1)
     log_p = Normal(0.0, 1.0).log_prob(z).sum(1)
-    torch.testing.assert_close(bound, -out["recon"] + log_p - log_q, rtol=0, atol=1e-4)
+    log_px = torch.distributions.Bernoulli(logits=model.decode(z)).log_prob(x).flatten(1).sum(1)
+    torch.testing.assert_close(iwae_bound(log_w), log_px + log_p - log_q, rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("components", [
+    {}, {"prior": VampPrior(4, SHAPE, num_pseudo_inputs=7)},
+    {"posterior": IAFPosterior(4, hidden_dims=[16])}])
 @torch.no_grad()
-def test_sampled_log_q_minus_log_p_averages_to_the_closed_form_kl():
-    mu, logvar = torch.randn(3, 5), torch.randn(3, 5)
-    z = mu + torch.exp(0.5 * logvar) * torch.randn(200_000, 3, 5)
-    mc = (diagonal_gaussian_log_prob(z, mu, logvar) - standard_normal_log_prob(z)).mean(0)
-    torch.testing.assert_close(mc, kl_divergence(mu, logvar), rtol=0, atol=0.05)
+def test_the_bound_with_k_1_is_the_elbo_estimate_and_grows_with_k(components):
+    model, x = small_vae(**components), binary_images(100)
+    # K = 1: the ELBO of the same sample; its mean is the one-sample ELBO's
+    log_px, elbo_k = importance_weighted_bounds(model, x, 1,
+                                                generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(log_px, elbo_k)
+    torch.manual_seed(0)
+    one_sample = model(x)["elbo"].mean().item()
+    assert log_px.mean().item() == pytest.approx(one_sample, abs=1.0)
+    bounds = [importance_weighted_log_likelihood(
+        model, x, k, generator=torch.Generator().manual_seed(3)).mean().item()
+        for k in (1, 10, 100)]
+    assert bounds[0] < bounds[1] < bounds[2], bounds
 
 
 @torch.no_grad()
@@ -81,7 +81,8 @@ def test_bound_rises_with_k_and_chunking_changes_nothing():
 
 
 class LinearEncoder(nn.Module):
-    """The exact posterior of the linear-Gaussian model below; [B, 1, 2, 3] -> 2 x [B, 2]."""
+    """The exact posterior of the linear-Gaussian model below as the diagonal Gaussian's
+    features (mu, logvar); [B, 1, 2, 3] -> [B, 4]."""
 
     def __init__(self, w: torch.Tensor, b: torch.Tensor, sigma: float):
         super().__init__()
@@ -92,7 +93,7 @@ class LinearEncoder(nn.Module):
 
     def forward(self, x):
         mu = (x.flatten(1) - self.b) @ self.proj
-        return mu, self.logvar.expand_as(mu)
+        return torch.cat([mu, self.logvar.expand_as(mu)], dim=1)
 
 
 class LinearDecoder(nn.Module):
@@ -137,15 +138,14 @@ def test_iwae_objective_trains_and_bounds_the_elbo(make_cfg):
 
 @torch.no_grad()
 def test_iwae_objective_is_minus_the_bound_from_fresh_samples():
-    model = VAE(MLPEncoder(SHAPE, 4, [32]), MLPDecoder(SHAPE, 4, [32]), BernoulliLikelihood(), 4,
-                partial(torch.optim.Adam, lr=1e-3), objective=partial(IWAE, num_samples=7))
+    model = small_vae(objective=partial(IWAE, num_samples=7))
     x = binary_images()
     torch.manual_seed(5)
     out = model(x)
     loss = model.objective(model, x, out, model.global_step).loss
     torch.manual_seed(5)
     model(x)  # the same forward draws, then the bound's 7 samples per image again
-    log_w = log_importance_weights(model, x, out["mu"], out["logvar"], 7)
+    log_w = model.log_importance_weights(x, None, out["q"], 7)
     torch.testing.assert_close(loss, -iwae_bound(log_w))
 
 
@@ -158,5 +158,5 @@ def test_iwae_objective_is_minus_the_bound_from_fresh_samples():
 ])
 def test_bad_objective_settings_are_refused(settings, problem):
     with pytest.raises(ValueError, match=problem):
-        VAE(MLPEncoder(SHAPE, 2, [8]), MLPDecoder(SHAPE, 2, [8]), BernoulliLikelihood(), 2,
+        VAE(MLPEncoder(SHAPE, 4, [8]), MLPDecoder(SHAPE, 2, [8]), GaussianLikelihood(), 2,
             partial(torch.optim.Adam, lr=1e-3), **settings)

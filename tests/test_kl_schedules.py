@@ -25,7 +25,8 @@ from vaelab.nets import MLPDecoder, MLPEncoder
 def test_constant_beta_loss_is_recon_plus_beta_kl():
     schedule = ConstantBeta(beta=4.0)
     recon, kl = torch.tensor([10.0, 20.0]), torch.tensor([[1.0, 2.0], [0.5, 0.0]])
-    assert torch.allclose(schedule.loss(recon, kl, step=123), torch.tensor([22.0, 22.0]))
+    assert torch.allclose(schedule.loss(recon, kl.sum(1), kl, step=123),
+                          torch.tensor([22.0, 22.0]))
     assert schedule.logged(0) == {"beta": 4.0}
 
 
@@ -52,7 +53,7 @@ def test_free_bits_floors_each_dimension_batch_mean():
     # batch means per dimension: [1.0, 0.1] -> dimension 1 counts as the floor 0.5
     kl = torch.tensor([[1.5, 0.2], [0.5, 0.0]], requires_grad=True)
     recon = torch.tensor([3.0, 5.0])
-    loss = schedule.loss(recon, kl, step=0)
+    loss = schedule.loss(recon, kl.sum(1), kl, step=0)
     assert loss.mean().item() == pytest.approx(4.0 + 2.0 * (1.0 + 0.5))
     loss.mean().backward()
     # only the dimension above its floor is pushed towards the prior
@@ -70,8 +71,8 @@ def test_capacity_rises_linearly_to_its_maximum(step, capacity):
 def test_capacity_loss_value_and_gradient_sign(kl_value, sign):
     """gamma * |KL - C|: KL above the capacity is pushed down, below it is pushed up."""
     schedule = CapacityAnnealing(gamma=10.0, capacity_max=4.0, anneal_steps=100)  # C(50) = 2
-    kl = torch.full((4, 2), kl_value / 2, requires_grad=True)  # KL per image = kl_value
-    loss = schedule.loss(torch.zeros(4), kl, step=50).mean()
+    kl = torch.full((4,), kl_value, requires_grad=True)  # KL per image
+    loss = schedule.loss(torch.zeros(4), kl, None, step=50).mean()
     assert loss.item() == pytest.approx(10.0 * abs(kl_value - 2.0))
     loss.backward()
     assert torch.allclose(kl.grad, torch.full_like(kl, sign * 10.0 / 4))
@@ -90,7 +91,7 @@ def test_bad_schedule_values_are_refused(make):
 
 
 def _vae(**kwargs) -> VAE:
-    return VAE(MLPEncoder((1, 4, 4), 2, (8,)), MLPDecoder((1, 4, 4), 2, (8,)),
+    return VAE(MLPEncoder((1, 4, 4), 4, (8,)), MLPDecoder((1, 4, 4), 2, (8,)),
                BernoulliLikelihood(), latent_dim=2, optimizer=torch.optim.Adam, **kwargs)
 
 

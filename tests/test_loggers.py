@@ -38,9 +38,15 @@ def wandb_records(path: Path):
             yield record
 
 
-def wandb_run(run_dir: Path) -> tuple[dict, dict]:
-    """(summary, config) of the single offline W&B run under run_dir."""
+def wandb_run(run_dir: Path, timeout: float = 60) -> tuple[dict, dict]:
+    """(summary, config) of the single offline W&B run under run_dir, once W&B's service (its
+    own process, which may still be writing after finish() returns) has written the run's exit
+    record."""
     (run_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    deadline = time.monotonic() + timeout
+    while not any(r.WhichOneof("record_type") == "exit" for r in wandb_records(run_file)):
+        assert time.monotonic() < deadline, f"{run_file} has no exit record after {timeout} s"
+        time.sleep(0.2)
     summary, config = {}, {}
     for record in wandb_records(run_file):
         kind = record.WhichOneof("record_type")

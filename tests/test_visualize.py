@@ -17,14 +17,17 @@ def test_vaelab_viz_writes_every_figure_from_a_checkpoint(make_cfg, tmp_path):
                     "callbacks.latent_viz.every_n_epochs=0"]))
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     paths = visualize(compose_config("viz", [f"ckpt_path={ckpt}"], tmp_path / "viz"))
-    assert paths == {name: tmp_path / "viz" / "figures" / name / "last.png" for name in FIGURES}
+    # every figure, and samples from each sampler of conf/samplers/default.yaml
+    names = [*FIGURES, "samples_prior", "samples_gmm"]
+    assert paths == {name: tmp_path / "viz" / "figures" / name / "last.png" for name in names}
     assert all(p.is_file() for p in paths.values())
     # the same weights and images draw the very picture the callback drew when training ended
     trained = Image.open(tmp_path / "run" / "figures" / "latent_manifold" / "epoch_001.png")
     assert list(Image.open(paths["latent_manifold"]).getdata()) == list(trained.getdata())
 
     some = visualize(compose_config("viz", [f"ckpt_path={ckpt}",
-                                            "figures.draw=[latent_scatter,kl_per_dim]"],
+                                            "figures.draw=[latent_scatter,kl_per_dim]",
+                                            "samplers.gmm=null", "samplers.prior=null"],
                                     tmp_path / "some"))
     assert sorted(some) == ["kl_per_dim", "latent_scatter"]
     assert sorted(p.name for p in (tmp_path / "some" / "figures").iterdir()) == sorted(some)

@@ -2,6 +2,8 @@
 
 The vector is mean(E[z|x] over images with the attribute) - mean(E[z|x] over images without it
 (or with `source`)); the figure adds alpha * vector to the posterior means of chosen images.
+On a conditional VAE the figure also shows the conditional way beside it: the code held fixed
+and the condition moved from the image's own y towards y with the attribute set.
 """
 
 import re
@@ -13,7 +15,7 @@ from omegaconf import DictConfig
 
 from vaelab.checkpoints import load_run, setup_run_data
 from vaelab.console import configure_console, log
-from vaelab.models.latents import decode_means, encode_images
+from vaelab.models.latents import decode_means, posterior_means
 from vaelab.viz.attribute import attribute_sweep_figure
 
 
@@ -49,11 +51,43 @@ def pick(mask: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor
 
 
 @torch.no_grad()
-def shifted_decodes(model, x: torch.Tensor, vector: torch.Tensor,
-                    alphas: Sequence[float]) -> torch.Tensor:
-    """Mean images decoded from E[z|x] + alpha * vector; x [N, C, H, W] -> [A, N, C, H, W]."""
-    mu, _ = model.encode(x)
-    return torch.stack([decode_means(model, mu + a * vector) for a in alphas])
+def shifted_decodes(model, x: torch.Tensor, vector: torch.Tensor, alphas: Sequence[float],
+                    y: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean images decoded from E[z|x] + alpha * vector (with conditions y [N, C] if
+    conditional); x [N, C, H, W] -> [A, N, C, H, W]."""
+    codes = model.posterior(x, y).mean
+    return torch.stack([decode_means(model, codes + a * vector, y=y) for a in alphas])
+
+
+@torch.no_grad()
+def conditional_decodes(model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor,
+                        alphas: Sequence[float]) -> torch.Tensor:
+    """A conditional VAE's way: E[z|x, y] held fixed, decoded with y + alpha * (target - y);
+    x [N, C, H, W], y and target [N, C'] -> [A, N, C, H, W]."""
+    codes = model.posterior(x, y).mean
+    return torch.stack([decode_means(model, codes, y=y + a * (target - y)) for a in alphas])
+
+
+def condition_names(model, datamodule) -> list[str]:
+    """The name of each entry of a conditional model's condition vector."""
+    return datamodule.class_names if model.condition == "label" else datamodule.attribute_names
+
+
+def with_attribute(names: Sequence[str], y: torch.Tensor, attribute: str | int,
+                   source: str | int | None, exclusive: bool) -> torch.Tensor:
+    """Conditions y [N, C] with `attribute` set (and `source` cleared). One-hot groups stay
+    one-hot: a class (exclusive), or one factor's values ("<factor>:<value>" names)."""
+    column = find_column(names, attribute)
+    target = y.clone()
+    name = str(names[column])
+    if exclusive or ":" in name:
+        group = [i for i, n in enumerate(names) if exclusive or
+                 str(n).split(":")[0] == name.split(":")[0]]
+        target[:, group] = 0
+    elif source is not None:
+        target[:, find_column(names, source)] = 0
+    target[:, column] = 1
+    return target
 
 
 def _device(name: str) -> torch.device:
@@ -74,8 +108,10 @@ def attribute_vector(model, datamodule, split: str, attribute: str | int,
     if empty:
         raise ValueError(f"the {split} split has no images {' or '.join(empty)} "
                          f"attribute={attribute} (source={source}): pick another attribute")
-    means = {k: encode_images(model, images[idx.to(images.device)], batch_size,
-                              datamodule.model_input)[0].mean(0)
+    labels = datamodule.labels(split)
+    means = {k: posterior_means(model, images[idx.to(images.device)], batch_size,
+                                datamodule.model_input,
+                                model.condition_of(labels[idx.to(labels.device)])).mean(0)
              for k, idx in groups.items()}
     counts = {f"num_{k}": len(idx) for k, idx in groups.items()}
     return means["with"] - means["without"], counts
@@ -114,6 +150,7 @@ def attribute_vector_figure(cfg: DictConfig) -> dict[str, Path]:
     _, model, datamodule = load_run(cfg.ckpt_path, data_dir=cfg.get("data_dir"))
     model.to(_device(cfg.device))
     setup_run_data(datamodule)
+    model.setup_data(datamodule)
     generator = torch.Generator().manual_seed(cfg.seed)
     vector, counts = attribute_vector(model, datamodule, cfg.split, cfg.attribute, cfg.source,
                                       cfg.num_images, cfg.batch_size, generator)
@@ -121,18 +158,24 @@ def attribute_vector_figure(cfg: DictConfig) -> dict[str, Path]:
              f"with and {counts['num_without']} without, {cfg.split} split")
     shown = images_to_show(datamodule, cfg.show_split, cfg.attribute, cfg.source, cfg.num_show,
                            cfg.indices, generator)
-    images = datamodule.images(cfg.show_split)
+    images, labels = datamodule.images(cfg.show_split), datamodule.labels(cfg.show_split)
     x = datamodule.model_input(images[shown.to(images.device)].to(model.device))
-    decoded = shifted_decodes(model, x, vector, cfg.alphas)
+    y = model.condition_of(labels[shown.to(labels.device)].to(model.device))
+    start = f"not {cfg.attribute}" if cfg.source is None else str(cfg.source)
+    panels = [(shifted_decodes(model, x, vector, cfg.alphas, y),
+               f"latent vector: z + α · ({start} → {cfg.attribute})")]
+    if y is not None:
+        panels.append((conditional_decodes(
+            model, x, y, with_attribute(condition_names(model, datamodule), y, cfg.attribute,
+                                        cfg.source, exclusive=model.condition == "label"),
+            cfg.alphas), f"condition: y + α · (y with {cfg.attribute} − y), z fixed"))
 
     output_dir.mkdir(parents=True, exist_ok=True)
     torch.save({"vector": vector.cpu(), "attribute": str(cfg.attribute),
                 "source": None if cfg.source is None else str(cfg.source), **counts,
                 "split": cfg.split, "ckpt_path": str(cfg.ckpt_path),
                 "shown": shown, "alphas": list(cfg.alphas)}, paths["vector"])
-    start = f"not {cfg.attribute}" if cfg.source is None else str(cfg.source)
-    fig = attribute_sweep_figure(x, decoded, list(cfg.alphas),
-                                 f"{cfg.show_split} images + α · ({start} → {cfg.attribute})")
+    fig = attribute_sweep_figure(x, panels, list(cfg.alphas), f"{cfg.show_split} images")
     fig.savefig(paths["figure"])
     log.info(f"wrote {paths['vector']} and {paths['figure']}")
     return paths

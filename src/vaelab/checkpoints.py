@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, OnExceptionCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vaelab.builders import build
 from vaelab.console import log
@@ -287,13 +287,24 @@ def interrupt_checkpoint(trainer: L.Trainer) -> Path | None:
 
 
 # -- a trained run, rebuilt ------------------------------------------------------------------
+def upgrade_run_config(run_cfg: DictConfig) -> DictConfig:
+    """A run config written before the posterior became a component, in today's form: its
+    encoder produced (mu, logvar) for `latent_dim` codes, i.e. 2 * latent_dim features of a
+    diagonal Gaussian posterior (the default)."""
+    encoder = OmegaConf.select(run_cfg, "model.encoder")
+    if encoder is not None and "latent_dim" in encoder and "out_features" not in encoder:
+        with open_dict(run_cfg):
+            encoder.out_features = 2 * encoder.pop("latent_dim")
+    return run_cfg
+
+
 def load_run(ckpt_path: str | Path, data_dir: str | None = None):
     """(the training run's config, its model with the checkpoint's weights in eval mode, its
     DataModule); `data_dir` replaces the data folder the run was trained from."""
     ckpt = load_checkpoint(ckpt_path)
     if "run_config" not in ckpt:
         raise CheckpointError(f"{ckpt_path} has no run_config: it was not written by vaelab-train")
-    run_cfg = OmegaConf.create(ckpt["run_config"])
+    run_cfg = upgrade_run_config(OmegaConf.create(ckpt["run_config"]))
     if data_dir is not None and "data_dir" in run_cfg.data:
         with open_dict(run_cfg):
             run_cfg.data.data_dir = data_dir

@@ -113,10 +113,34 @@ def param_channels(likelihood: DictConfig, image_shape: Sequence[int]) -> int:
     if not hasattr(cls, "param_channels"):
         raise ValueError(f"{target} has no param_channels classmethod: subclass "
                          "vaelab.models.Likelihood, or set model.decoder.out_channels yourself")
-    names = list(inspect.signature(cls.param_channels).parameters)[1:]  # after image_channels
-    options = {key: value for key, value in OmegaConf.to_container(likelihood, resolve=True).items()
-               if key in names}
-    return cls.param_channels(image_shape[0], **options)
+    return cls.param_channels(image_shape[0], **_options(likelihood, cls.param_channels))
+
+
+def _options(node: DictConfig, method) -> dict:
+    """The keys of a component's config that `method` takes as options (after its first
+    parameter, which the caller gives)."""
+    names = list(inspect.signature(method).parameters)[1:]
+    return {key: value for key, value in OmegaConf.to_container(node, resolve=True).items()
+            if key in names}
+
+
+def posterior_features(posterior: DictConfig, latent_dim: int) -> int:
+    """`param_features(latent_dim, **options)` of the posterior's `_target_` class: the encoder's
+    output size."""
+    cls = get_class(posterior["_target_"])
+    return cls.param_features(latent_dim, **_options(posterior, cls.param_features))
+
+
+def condition_dim(condition: str | None, data: DictConfig) -> int:
+    """The length of a conditional model's condition vectors, asked of the DataModule class
+    (`condition_size(kind, options)`); 0 without a condition."""
+    if condition is None:
+        return 0
+    cls = get_class(data["_target_"])
+    if not hasattr(cls, "condition_size"):
+        raise ValueError(f"{data['_target_']} cannot say how long its conditions are: set "
+                         "model.condition_dim yourself")
+    return cls.condition_size(condition, OmegaConf.to_container(data, resolve=True))
 
 
 def basename(path: str | None) -> str | None:
@@ -126,14 +150,18 @@ def basename(path: str | None) -> str | None:
 def register_resolvers() -> None:
     """Resolvers the configs use: ${vaelab.job_dirname:..} (job folder names),
     ${vaelab.sweep_group:${task_name}}, ${vaelab.join:${tags}}, ${vaelab.basename:..},
-    ${vaelab.run_dir_of:${ckpt_path}} (where vaelab-eval writes) and ${vaelab.param_channels:..}
-    (a decoder's output channels)."""
+    ${vaelab.run_dir_of:${ckpt_path}} (where vaelab-eval writes), ${vaelab.param_channels:..}
+    (a decoder's output channels), ${vaelab.posterior_features:..} (an encoder's) and
+    ${vaelab.condition_dim:..} (a conditional model's condition length)."""
     OmegaConf.register_new_resolver("vaelab.job_dirname", job_dirname, replace=True)
     OmegaConf.register_new_resolver("vaelab.basename", basename, replace=True)
     OmegaConf.register_new_resolver("vaelab.sweep_group", sweep_group, replace=True)
     OmegaConf.register_new_resolver("vaelab.run_dir_of", lambda p: str(run_dir_of(p)),
                                     replace=True)
     OmegaConf.register_new_resolver("vaelab.param_channels", param_channels, replace=True)
+    OmegaConf.register_new_resolver("vaelab.posterior_features", posterior_features,
+                                    replace=True)
+    OmegaConf.register_new_resolver("vaelab.condition_dim", condition_dim, replace=True)
     OmegaConf.register_new_resolver("vaelab.join", lambda items: ",".join(map(str, items)),
                                     replace=True)
 

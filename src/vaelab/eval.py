@@ -22,8 +22,10 @@ from vaelab.metrics.disentanglement_eval import disentanglement_enabled
 from vaelab.metrics.evaluation import (
     DESCRIPTIONS,
     DISENTANGLEMENT_DESCRIPTIONS,
+    MAIN_SAMPLER,
     Evaluation,
     build_feature_extractor,
+    sampler_descriptions,
 )
 from vaelab.metrics.image_quality import SampleFidelity
 from vaelab.run_dir import METRICS, write_json
@@ -45,6 +47,11 @@ def evaluate(cfg: DictConfig, feature_extractor=None) -> dict:
         feature_extractor = instantiate(cfg.fid.feature_extractor)
     extractor = build_feature_extractor(cfg.fid.enabled, cfg.fid.get("weights_path"),
                                         feature_extractor)
+    samplers = {name: instantiate(node) for name, node in (cfg.get("samplers") or {}).items()
+                if node}
+    if extractor is not None and MAIN_SAMPLER not in samplers:
+        raise ValueError(f"samplers.{MAIN_SAMPLER} is missing: test/fid is the prior's FID "
+                         "(conf/samplers/default.yaml)")
     setup_run_data(datamodule, "test")
     datamodule.index_test_batches = True
     references = datamodule.reference_images("test")
@@ -70,8 +77,9 @@ def evaluate(cfg: DictConfig, feature_extractor=None) -> dict:
         num_samples=cfg.iwae.num_samples, max_values=cfg.iwae.max_decoded_values,
         nll_images=nll_images, active_threshold=cfg.active_units.threshold,
         ssim_kernel_size=cfg.reconstruction.ssim_kernel_size, seed=seed,
-        fidelity=SampleFidelity(extractor, cfg.fid.kid_subsets, cfg.fid.kid_subset_size)
-        if extractor is not None else None, fid_images=fid_images,
+        fidelity=SampleFidelity(extractor, cfg.fid.kid_subsets, cfg.fid.kid_subset_size,
+                                sources=list(samplers))
+        if extractor is not None else None, fid_images=fid_images, samplers=samplers,
         disentanglement=cfg.disentanglement if factors else None,
         factor_data=datamodule if factors else None)
     loggers = instantiate_loggers(cfg.get("logger"))
@@ -89,7 +97,8 @@ def evaluate(cfg: DictConfig, feature_extractor=None) -> dict:
     if trainer.is_global_zero:
         write_json(output_dir / METRICS, metrics)
         log.info(metrics_table(evaluation.results,
-                               {**DESCRIPTIONS, **DISENTANGLEMENT_DESCRIPTIONS},
+                               {**DESCRIPTIONS, **sampler_descriptions(samplers),
+                                **DISENTANGLEMENT_DESCRIPTIONS},
                                title=f"{cfg.ckpt_path} -> {output_dir / METRICS}"))
     return metrics
 

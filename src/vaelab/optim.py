@@ -1,5 +1,5 @@
-"""Optimiser settings restored from a checkpoint, replaced by the configured ones (a leaf module:
-the VAE and the run's checkpoint callback both use it)."""
+"""Optimiser settings applied to an optimiser restored from a checkpoint (a leaf module: the
+model and the run management both use it)."""
 
 import torch
 

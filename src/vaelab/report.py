@@ -126,19 +126,24 @@ def model_columns(job: Job, data_dir: str | None, n_samples: int, seed: int) -> 
 
     from vaelab.checkpoints import load_run, setup_run_data
     from vaelab.metrics.active_units import active_units
-    from vaelab.models.latents import encode_images
+    from vaelab.models.latents import posterior_means
 
     ckpt = best_checkpoint(job)
     if ckpt is None:
         return {}, None
     _, model, datamodule = load_run(ckpt, data_dir=data_dir)
     setup_run_data(datamodule, "validate")
-    mu, _ = encode_images(model, datamodule.images("val"), datamodule.eval_batch_size,
-                          datamodule.model_input)
-    active = active_units(mu)
+    model.setup_data(datamodule)
+    codes = posterior_means(model, datamodule.images("val"), datamodule.eval_batch_size,
+                            datamodule.model_input,
+                            model.condition_of(datamodule.labels("val")))
+    active = active_units(codes)
     samples = None
     if n_samples:
-        samples = model.sample(n_samples, generator=torch.Generator().manual_seed(seed))
+        # a conditional model samples under the first val images' conditions
+        conditions = model.condition_of(datamodule.labels("val")[:n_samples])
+        samples = model.sample(n_samples, generator=torch.Generator().manual_seed(seed),
+                               y=conditions)
     return {"active_units": int(active.sum()), "latent_dim": len(active)}, samples
 
 

@@ -47,6 +47,7 @@ class PriorSamplesOptions:
     ncol: int = 8
     seed: int = 0
     padding: int = 2
+    temperature: float = 1.0
 
 
 @dataclass
@@ -56,15 +57,15 @@ class LatentScatterOptions:
     seed: int = 0
     figsize: list[float] = field(default_factory=lambda: [6.0, 5.0])
     dpi: int = 100
-    point_size: float = 4.0
+    point_size: float = 12.0
 
 
 @dataclass
 class LatentManifoldOptions:
     grid_size: int = 15
-    dims: list[int] = field(default_factory=lambda: [0, 1])
+    dims: list[int] | None = None
     quantiles: list[float] = field(default_factory=lambda: [0.05, 0.95])
-    padding: int = 0
+    padding: int = 1
 
 
 @dataclass

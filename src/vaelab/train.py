@@ -17,13 +17,13 @@ from vaelab.builders import (
     trainer_switches,
 )
 from vaelab.checkpoints import RunState, best_checkpoint, interrupt_checkpoint, resume_from
+from vaelab.config_checks import check_train_config
 from vaelab.configs import named_output_dir, sweep_group
 from vaelab.console import configure_console, log, metrics_table
 from vaelab.cpu import warn_if_oversubscribed
 from vaelab.distributed import is_launched_rank, share_job_config
 from vaelab.metrics.evaluation import DESCRIPTIONS
 from vaelab.run_dir import Attempt, RunDir, task_config
-from vaelab.validation import check_train_config
 
 
 class RunInterrupted(SystemExit):

@@ -1,7 +1,6 @@
 """Config values that no component can check until too late: one-line errors naming the key and
 its valid range, raised before anything is built."""
 
-from omegaconf import DictConfig
 
 
 def check_number(key: str, value, low: float, integer: bool = False) -> None:
@@ -10,13 +9,3 @@ def check_number(key: str, value, low: float, integer: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, kinds) or not value >= low:
         kind = "a whole number" if integer else "a number"
         raise ValueError(f"{key}={value!r}: give {kind} >= {low:g}")
-
-
-def check_train_config(cfg: DictConfig) -> None:
-    """The model's size and KL weight (the nets are built before the VAE that checks them) and
-    the trainer's epochs."""
-    check_number("model.latent_dim", cfg.model.get("latent_dim"), low=1, integer=True)
-    check_number("model.beta", cfg.model.get("beta", 1.0), low=0)
-    epochs = cfg.trainer.get("max_epochs")
-    if epochs is not None and epochs != -1:
-        check_number("trainer.max_epochs", epochs, low=1, integer=True)

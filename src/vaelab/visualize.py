@@ -1,4 +1,5 @@
-"""vaelab-viz ckpt_path=...: draw the latent-space figures of a trained run, without training."""
+"""vaelab-viz ckpt_path=...: draw the latent-space figures of a trained run, without training,
+and samples from each configured sampler (conf/samplers/)."""
 
 from pathlib import Path
 
@@ -18,10 +19,16 @@ def visualize(cfg: DictConfig) -> dict[str, Path]:
     _, model, datamodule = load_run(cfg.ckpt_path, data_dir=cfg.get("data_dir"))
     model.to(torch.device(cfg.device))
     figures = instantiate(cfg.figures)
+    samplers = {name: instantiate(node) for name, node in (cfg.get("samplers") or {}).items()
+                if node}
     setup_run_data(datamodule)
+    model.setup_data(datamodule)
+    for sampler in samplers.values():
+        sampler.fit(model, datamodule)
     run, stem = RunDir(cfg.paths.output_dir), Path(cfg.ckpt_path).stem
-    paths = {name: save_png(image, run.figure(name, stem))
-             for name, image in figures.render(model, datamodule).items()}
+    images = {**figures.render(model, datamodule),
+              **figures.render_samples(model, datamodule, samplers)}
+    paths = {name: save_png(image, run.figure(name, stem)) for name, image in images.items()}
     log.info(f"figures written under {run.figures}")
     return paths
 

@@ -20,9 +20,9 @@ from vaelab.viz import FIGURES
 pytestmark = pytest.mark.integration
 
 DIGIT = 8  # the digits data are 8x8
-GRID = 15  # the default manifold grid
-# grids narrower than figures.min_width (400 px) are enlarged by a whole factor: 120 px -> 480
-MANIFOLD_PX = GRID * DIGIT * 4
+# grids narrower than figures.min_width (400 px) are enlarged by a whole factor: the 8 x 8
+# reconstructions grid (8 px tiles, 2 px padding) is 82 px -> 410
+RECONSTRUCTIONS_PX = (8 * (DIGIT + 2) + 2) * 5
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +40,14 @@ def test_callback_writes_a_png_per_figure_every_n_epochs_and_at_the_end(run_dir)
     for name in FIGURES:
         files = sorted(p.name for p in (run_dir / "figures" / name).iterdir())
         assert files == ["epoch_002.png", "epoch_003.png"], name
-    manifold = Image.open(run_dir / "figures" / "latent_manifold" / "epoch_003.png")
-    assert manifold.size == (MANIFOLD_PX, MANIFOLD_PX)
-    # every picture is at least min_width wide, pixels repeated, never interpolated
+    grid = Image.open(run_dir / "figures" / "reconstructions" / "epoch_003.png")
+    assert grid.size == (RECONSTRUCTIONS_PX, RECONSTRUCTIONS_PX)
+    # every picture is at least min_width wide, grid pixels repeated, never interpolated
     assert all(Image.open(p).width >= 400 for p in (run_dir / "figures").rglob("*.png"))
-    assert set(manifold.crop((0, 0, 4, 4)).getdata()) == {manifold.getpixel((0, 0))}
+    assert set(grid.crop((10, 10, 15, 15)).getdata()) == {grid.getpixel((10, 10))}
+    # the manifold is framed by axes (labels, ticks): larger than its 136 px grid, upscaled
+    manifold = Image.open(run_dir / "figures" / "latent_manifold" / "epoch_002.png")
+    assert manifold.width >= 3 * 136 + 100
 
 
 def test_callback_logs_every_figure_to_tensorboard(run_dir):
@@ -54,7 +57,8 @@ def test_callback_logs_every_figure_to_tensorboard(run_dir):
     manifold = events.Images("figures/latent_manifold")
     steps_per_epoch = -(-(1797 - 200 - 300) // 64)  # digits train: 20 batches of 64, one of 17
     assert [e.step for e in manifold] == [2 * steps_per_epoch, 3 * steps_per_epoch]
-    assert (manifold[-1].width, manifold[-1].height) == (MANIFOLD_PX, MANIFOLD_PX)
+    png = Image.open(run_dir / "figures" / "latent_manifold" / "epoch_002.png")
+    assert (manifold[-1].width, manifold[-1].height) == png.size
 
 
 class NoImagesLogger(Logger):

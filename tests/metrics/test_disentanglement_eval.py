@@ -19,7 +19,7 @@ from vaelab.metrics.disentanglement_eval import (
     split_counts,
 )
 from vaelab.metrics.evaluation import DISENTANGLEMENT_DESCRIPTIONS
-from vaelab.models.latents import encode_images
+from vaelab.models.latents import posterior_means
 from vaelab.train import train
 
 EVAL_BATCH = 20  # 60 test images in 3 batches (of 10 a rank under DDP): 50 points span them
@@ -77,7 +77,7 @@ def test_eval_gives_the_numbers_of_the_metric_functions_on_the_same_codes(
     setup_run_data(data, "test")
 
     def represent(images):
-        return encode_images(model, images, EVAL_BATCH, data.model_input)[0]
+        return posterior_means(model, images, EVAL_BATCH, data.model_input)
 
     codes, factors = represent(data.images("test")[:POINTS]), data.labels("test")[:POINTS]
     split = {"num_train": TRAIN, "num_test": TEST, "seed": 0}

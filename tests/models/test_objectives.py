@@ -12,9 +12,11 @@ import torch
 from hydra.utils import instantiate
 from torch.distributions import Normal
 
+from helpers.models import tiny_vae
 from vaelab.checkpoints import load_run
 from vaelab.configs import compose_config
-from vaelab.models import VAE, BernoulliLikelihood
+from vaelab.models import VAE, BernoulliLikelihood, StandardNormal
+from vaelab.models.distributions import DiagonalGaussian
 from vaelab.models.kl_schedules import CyclicalAnnealing
 from vaelab.models.objectives import (
     BetaTCVAE,
@@ -40,10 +42,7 @@ SMALL_DISCRIMINATOR = "model.objective.discriminator.hidden_dims=[32,32]"
 
 
 def small_vae(objective, latent_dim: int = 3) -> VAE:
-    torch.manual_seed(0)
-    return VAE(MLPEncoder(SHAPE, latent_dim, [32]), MLPDecoder(SHAPE, latent_dim, [32]),
-               BernoulliLikelihood(), latent_dim, partial(torch.optim.Adam, lr=1e-3),
-               objective=objective)
+    return tiny_vae(latent_dim, hidden=(32,), objective=objective).train()
 
 
 def binary_images(n: int) -> torch.Tensor:
@@ -57,7 +56,8 @@ def posterior_batch(b: int, d: int, dtype=torch.float32, seed: int = 0) -> dict:
     mu = torch.randn(b, d, generator=g, dtype=dtype)
     logvar = torch.randn(b, d, generator=g, dtype=dtype) * 0.5 - 1
     z = mu + torch.exp(0.5 * logvar) * torch.randn(b, d, generator=g, dtype=dtype)
-    return {"z": z, "mu": mu, "logvar": logvar, "recon": torch.zeros(b, dtype=dtype)}
+    return {"z": z, "mu": mu, "logvar": logvar, "recon": torch.zeros(b, dtype=dtype),
+            "q": DiagonalGaussian(mu, logvar), "p": StandardNormal(d, dtype=dtype)}
 
 
 # -- beta-TCVAE ----------------------------------------------------------------------------------
@@ -103,8 +103,9 @@ def brute_force_q(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> tu
 
 def estimate_for_first(batch: list[int], data: dict, estimator: str, n: int) -> tuple:
     """The estimator's (q(z), q(z_d)) for the batch's first image."""
-    log_qz_x, log_qz, log_qz_dims = log_aggregate_posterior(
-        data["z"][batch], data["mu"][batch], data["logvar"][batch], n, estimator)
+    log_q = DiagonalGaussian(data["mu"][batch], data["logvar"][batch]).pairwise_log_prob(
+        data["z"][batch])
+    log_qz_x, log_qz, log_qz_dims = log_aggregate_posterior(log_q, n, estimator)
     return log_qz[0].exp().item(), log_qz_dims[0].exp().numpy()
 
 
@@ -147,8 +148,8 @@ def test_a_batch_of_the_whole_dataset():
     log_exact = torch.tensor([math.log(e[0]) for e in exact], dtype=torch.float64)
     log_exact_dims = torch.tensor(np.log([e[1] for e in exact]))
     for estimator, offset in (("mss", 0.0), ("mws", math.log(n))):
-        _, log_qz, log_qz_dims = log_aggregate_posterior(
-            data["z"], data["mu"], data["logvar"], n, estimator)
+        log_q = DiagonalGaussian(data["mu"], data["logvar"]).pairwise_log_prob(data["z"])
+        _, log_qz, log_qz_dims = log_aggregate_posterior(log_q, n, estimator)
         torch.testing.assert_close(log_qz, log_exact - offset, rtol=0, atol=1e-12)
         torch.testing.assert_close(log_qz_dims, log_exact_dims - offset, rtol=0, atol=1e-12)
 
@@ -267,13 +268,14 @@ def direct_penalty(c: np.ndarray, lambda_od: float, lambda_d: float) -> float:
 
 def test_dip_penalties_vanish_for_a_unit_diagonal_covariance():
     b, d = 50, 4
-    out = {"mu": whitened(b, d, 1.0), "logvar": torch.zeros(b, d, dtype=torch.float64),
+    mu = whitened(b, d, 1.0)
+    out = {"q": DiagonalGaussian(mu, torch.zeros(b, d, dtype=torch.float64)),
            "recon": torch.zeros(b, dtype=torch.float64), "kl": torch.zeros(b, dtype=torch.float64)}
-    torch.testing.assert_close(batch_covariance(out["mu"]), torch.eye(d, dtype=torch.float64))
+    torch.testing.assert_close(batch_covariance(mu), torch.eye(d, dtype=torch.float64))
     assert DipVAEI()(None, None, out, 0).terms["dip_penalty"].abs().max() < 1e-20
     # DIP-VAE-II adds the mean posterior variance: Cov[mu] = 0.25 I and sigma^2 = 0.75 make I
-    out["mu"], out["logvar"] = whitened(b, d, 0.25), torch.full((b, d), math.log(0.75),
-                                                                  dtype=torch.float64)
+    out["q"] = DiagonalGaussian(whitened(b, d, 0.25),
+                                torch.full((b, d), math.log(0.75), dtype=torch.float64))
     assert DipVAEII()(None, None, out, 0).terms["dip_penalty"].abs().max() < 1e-20
     assert DipVAEI()(None, None, out, 0).terms["dip_penalty"][0] > 1  # its C is 0.25 I
 
@@ -319,7 +321,7 @@ def test_every_objective_config_builds_its_objective(name, tmp_path):
 ])
 def test_settings_an_objective_would_ignore_are_refused(settings, problem):
     with pytest.raises((ValueError, TypeError), match=problem):
-        VAE(MLPEncoder(SHAPE, 3, [8]), MLPDecoder(SHAPE, 3, [8]), BernoulliLikelihood(), 3,
+        VAE(MLPEncoder(SHAPE, 6, [8]), MLPDecoder(SHAPE, 3, [8]), BernoulliLikelihood(), 3,
             torch.optim.Adam, **settings)
 
 

@@ -22,7 +22,8 @@ def test_grid_rows_hold_input_then_each_alpha():
 def test_figure_labels_columns_and_rejects_mismatched_shapes():
     inputs = torch.rand(2, 1, 8, 8)
     assert attribute_sweep_grid(inputs, torch.rand(3, 2, 1, 8, 8)).shape[0] == 3  # grey -> RGB
-    fig = attribute_sweep_figure(inputs, torch.rand(3, 2, 1, 8, 8), [-1, 0, 2], "title")
+    fig = attribute_sweep_figure(inputs, [(torch.rand(3, 2, 1, 8, 8), "vector")], [-1, 0, 2],
+                                 "title")
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert labels == ["input", "α=-1", "α=0", "α=2"]
     with pytest.raises(ValueError, match="must be"):

@@ -6,7 +6,7 @@ import torch
 from matplotlib.colors import to_hex
 
 from vaelab.models import gaussian_kl
-from vaelab.viz import figure_to_image, kl_per_dim_chart, latent_scatter
+from vaelab.viz import annotated_grid, figure_to_image, kl_per_dim_chart, latent_scatter
 
 
 @pytest.mark.parametrize("latent_dim, method", [(2, "pca"), (5, "pca"), (5, "tsne")])
@@ -35,7 +35,8 @@ def test_latent_scatter_needs_two_dims_and_a_known_projection():
 def test_kl_chart_shows_the_mean_kl_of_each_dim_and_greys_collapsed_ones():
     mu = torch.tensor([[1.0, 0.0, 0.02], [-1.0, 0.0, 0.0]])
     logvar = torch.zeros(2, 3)
-    fig = kl_per_dim_chart(mu, logvar, collapsed_below=0.01, figsize=(3, 2), dpi=50)
+    fig = kl_per_dim_chart(gaussian_kl(mu, logvar), mu, collapsed_below=0.01, figsize=(3, 2),
+                           dpi=50)
     bars = fig.axes[0].patches
     heights = [b.get_height() for b in bars]
     np.testing.assert_allclose(heights, gaussian_kl(mu, logvar).mean(0).numpy())
@@ -43,3 +44,24 @@ def test_kl_chart_shows_the_mean_kl_of_each_dim_and_greys_collapsed_ones():
                                                           to_hex("tab:gray"), to_hex("tab:gray")]
     assert "1/3 active" in fig.axes[0].get_title()
     assert figure_to_image(fig).shape == (3, 100, 150)
+
+
+def test_without_a_kl_per_dim_the_chart_shows_the_variance_of_the_means_and_says_so():
+    means = torch.tensor([[1.0, 0.0], [-1.0, 0.001]])
+    fig = kl_per_dim_chart(None, means, collapsed_below=0.01, figsize=(3, 2), dpi=50)
+    heights = [b.get_height() for b in fig.axes[0].patches]
+    np.testing.assert_allclose(heights, means.var(0).numpy(), rtol=1e-6)
+    assert "no KL per dimension" in fig.axes[0].get_title()
+    assert fig.axes[0].get_ylabel() == "Var_x E[z|x]"
+
+
+def test_annotated_grid_labels_every_row_and_some_columns():
+    image = torch.rand(3, 5 * 9 + 1, 12 * 9 + 1)
+    fig = annotated_grid(image, nrow=5, ncol=12, padding=1,
+                         col_labels=[f"c{i}" for i in range(12)],
+                         row_labels=[f"z[{i}]" for i in range(5)], xlabel="x", ylabel="y",
+                         min_width=200)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [f"z[{i}]" for i in range(5)]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["c0", "c2", "c4", "c6", "c8", "c10"]
+    assert ax.get_xlabel() == "x" and figure_to_image(fig).shape[2] >= 200

@@ -30,6 +30,10 @@ WHERE_TO_GET = (
 )
 
 
+#: CelebA's binary attributes per image (list_attr_celeba)
+NUM_ATTRIBUTES = 40
+
+
 class CelebAFolderError(FileNotFoundError):
     """The CelebA folder lacks files, or its lists name images that are not there."""
 
@@ -160,7 +164,7 @@ class CelebADataModule(InMemoryDataModule):
         self.cache = cache
         self.cache_dir = cache_dir
         self.decode_workers = decode_workers
-        self.attribute_names: list[str] = []
+        self._attribute_names: list[str] = []
         #: split -> int64 [N] identity ids when identity_CelebA.txt is present, else absent.
         self.identities: dict[str, torch.Tensor] = {}
         self._label_column: int | None = None
@@ -216,7 +220,7 @@ class CelebADataModule(InMemoryDataModule):
         if self.label_attribute not in names:
             raise ValueError(f"data.label_attribute={self.label_attribute!r} is not a column of "
                              f"{files.attributes}; choose one of {names}")
-        self.attribute_names = names
+        self._attribute_names = names
         self._label_column = names.index(self.label_attribute)
         row = {name: i for i, name in enumerate(image_names)}
         identity = read_name_column(files.identity) if files.identity else None
@@ -249,7 +253,14 @@ class CelebADataModule(InMemoryDataModule):
     def class_names(self) -> list[str]:
         return [f"not {self.label_attribute}", self.label_attribute]
 
-    def attributes(self, split: str) -> tuple[list[str], torch.Tensor]:
-        """(the 40 attribute names, bool [N, 40]) in the column order of list_attr_celeba."""
-        labels = self.labels(split)
-        return list(self.attribute_names), labels.bool()
+    @property
+    def attribute_names(self) -> list[str]:
+        return list(self._attribute_names)
+
+    def attribute_rows(self, labels: torch.Tensor) -> torch.Tensor:
+        """The 40 attributes in the column order of list_attr_celeba; [B, 40] -> bool [B, 40]."""
+        return labels.bool()
+
+    @classmethod
+    def condition_size(cls, kind: str, options: dict) -> int:
+        return options["num_classes"] if kind == "label" else NUM_ATTRIBUTES

@@ -107,6 +107,11 @@ class DSpritesDataModule(FactorFileDataModule):
     def __init__(self, data_dir: str, file_name: str = FILE_NAME, **kwargs):
         super().__init__(data_dir, file_name, **kwargs)
 
+    @classmethod
+    def expected_factor_sizes(cls, options: dict) -> dict[str, int]:
+        """The official file's factors (a subsampled file is checked when it is read)."""
+        return dict(zip(FACTORS, [1, 3, 6, 40, 32, 32]))
+
     def _checked_path(self) -> Path:
         if not self.path.is_file():
             raise FileNotFoundError(f"the dSprites file {self.path} does not exist. "

@@ -198,14 +198,28 @@ class FactorDataModule(InMemoryDataModule):
         self._ready()
         return self._value_names(self._label_index)
 
-    def attributes(self, split: str) -> tuple[list[str], torch.Tensor]:
-        """(["<factor>:<value>", ...], bool [N, sum(factor_sizes)]): every factor one-hot."""
-        labels = self.labels(split)
-        names = [f"{name}:{value}" for k, name in enumerate(self.factor_names)
-                 for value in self._value_names(k)]
-        columns = [F.one_hot(labels[:, k].long(), size).bool()
-                   for k, size in enumerate(self._sizes)]
-        return names, torch.cat(columns, dim=1)
+    @property
+    def attribute_names(self) -> list[str]:
+        """"<factor>:<value>" for every value of every factor."""
+        return [f"{name}:{value}" for k, name in enumerate(self.factor_names)
+                for value in self._value_names(k)]
+
+    def attribute_rows(self, labels: torch.Tensor) -> torch.Tensor:
+        """Every factor one-hot; factor classes [B, K] -> bool [B, sum(factor_sizes)]."""
+        self._ready()
+        return torch.cat([F.one_hot(labels[:, k].long(), size).bool()
+                          for k, size in enumerate(self._sizes)], dim=1)
+
+    @classmethod
+    def expected_factor_sizes(cls, options: dict) -> dict[str, int]:
+        """{factor: number of classes} that a config's data has (before the file is read)."""
+        raise NotImplementedError
+
+    @classmethod
+    def condition_size(cls, kind: str, options: dict) -> int:
+        sizes = {k: n for k, n in cls.expected_factor_sizes(options).items() if n > 1}
+        return sizes[options.get("label_factor", "shape")] if kind == "label" \
+            else sum(sizes.values())
 
 
 class FactorFileDataModule(FactorDataModule):

@@ -96,7 +96,10 @@ class InMemoryDataModule(L.LightningDataModule):
       stored, uint8 [N, C, H, W] (binarised where the binarisation is fixed) and labels;
     - `model_input(images)`: uint8 images -> the float batch the model sees;
     - `class_labels(labels)`, `class_names`: one class per image, for colouring plots;
-    - `attributes(split)`: named binary attributes (classes one-hot for class data);
+    - `attributes(split)`: named binary attributes (classes one-hot for class data), also as
+      `attribute_names` and `attribute_rows(labels)` for a batch's labels;
+    - `condition_size(kind, options)` (a classmethod): how long a conditional model's
+      condition vectors are for this data's config;
     - `factor_names`, `factor_sizes`, `sample_factors`, `images_from_factors`, `grid_index`,
       `grid_factors` on data with ground-truth factors (`has_factors`, data/factors.py).
 
@@ -199,11 +202,24 @@ class InMemoryDataModule(L.LightningDataModule):
         """Legend names of the classes that `class_labels` returns (default: "0", "1", ...)."""
         return [str(c) for c in range(self.num_classes)]
 
+    @property
+    def attribute_names(self) -> list[str]:
+        """Names of the A binary attributes (for class data the classes: `class_names`)."""
+        return self.class_names
+
+    def attribute_rows(self, labels: torch.Tensor) -> torch.Tensor:
+        """The attributes of a batch's labels; -> bool [B, A] (class data: one-hot classes)."""
+        return F.one_hot(labels.long(), self.num_classes).bool()
+
     def attributes(self, split: str) -> tuple[list[str], torch.Tensor]:
-        """(names, bool [N, A]): named binary attributes of the split's images; for class data
-        the classes, one-hot (names from `class_names`)."""
-        labels = self.labels(split)
-        return self.class_names, F.one_hot(labels.long(), self.num_classes).bool()
+        """(names, bool [N, A]): named binary attributes of the split's images."""
+        return self.attribute_names, self.attribute_rows(self.labels(split))
+
+    @classmethod
+    def condition_size(cls, kind: str, options: dict) -> int:
+        """The length of a conditional model's condition vectors for data configured by
+        `options`: label, a one-hot class; attributes, the attribute rows (classes here)."""
+        return options["num_classes"]
 
     @property
     def has_factors(self) -> bool:

@@ -49,6 +49,11 @@ class Shapes3DDataModule(FactorFileDataModule):
     def __init__(self, data_dir: str, file_name: str = FILE_NAME, **kwargs):
         super().__init__(data_dir, file_name, **kwargs)
 
+    @classmethod
+    def expected_factor_sizes(cls, options: dict) -> dict[str, int]:
+        """The official file's factors (a subsampled file is checked when it is read)."""
+        return dict(zip(FACTORS, [10, 10, 10, 8, 4, 15]))
+
     def _read(self) -> tuple[np.ndarray, np.ndarray]:
         """(cached uint8 images [N, C, H, W], int64 factor classes [N, K])."""
         path = self.path

@@ -17,6 +17,7 @@ from vaelab.data.cache import cached_array, keyed_path
 from vaelab.data.factors import FactorData, FactorDataModule
 
 FACTORS = ["shape", "scale", "orientation", "pos_x", "pos_y"]
+DEFAULT_SHAPES = ("square", "ellipse", "heart")
 #: Bumped whenever rendering would give other pixels for the same parameters.
 RENDER_FORMAT = 1
 #: sub-pixel samples per side when anti_alias is on: edge pixels get 1/16-steps of grey
@@ -74,8 +75,15 @@ class SpritesDataModule(FactorDataModule):
     """Rendered sprites with factors shape, scale, orientation, pos_x, pos_y (images uint8
     [N, 1, S, S]); the dSprites grid is shapes 3, scales 6, orientations 40, positions 32."""
 
+    @classmethod
+    def expected_factor_sizes(cls, options: dict) -> dict[str, int]:
+        positions = options.get("positions", 16)
+        sizes = [len(options.get("shapes", DEFAULT_SHAPES)), options.get("scales", 6),
+                 options.get("orientations", 10), positions, positions]
+        return dict(zip(FACTORS, sizes))
+
     def __init__(self, cache_dir: str, image_size: int = 64,
-                 shapes: Sequence[str] = ("square", "ellipse", "heart"), scales: int = 6,
+                 shapes: Sequence[str] = DEFAULT_SHAPES, scales: int = 6,
                  scale_range: Sequence[float] = (0.5, 1.0), orientations: int = 10,
                  positions: int = 16, sprite_size: float = 0.5, anti_alias: bool = False,
                  val_size: int | float = 2000, test_size: int | float = 2000, **kwargs):

@@ -19,8 +19,9 @@ from vaelab.metrics.disentanglement_eval import (
 )
 from vaelab.metrics.image_quality import SampleFidelity, reconstruction_metrics
 from vaelab.models.iwae import importance_weighted_bounds
-from vaelab.models.latents import decode_means, encode_images
+from vaelab.models.latents import decode_means, posterior_means
 from vaelab.models.running_means import RunningMeans
+from vaelab.models.samplers import Sampler
 from vaelab.models.vae import METRICS, VAE
 
 #: What each metric in metrics.json means (also the table's last column).
@@ -30,7 +31,8 @@ DESCRIPTIONS = {
     "test/kl": "KL(q(z|x) || p(z)) (nats/image)",
     "test/bpd": "-ELBO in bits/dim",
     "test/loss": "training objective on the test set",
-    "test/nll": "-log p(x), importance-weighted bound with K samples (nats/image)",
+    "test/nll": "-log p(x) (-log p(x|y) if conditional), importance-weighted bound with K "
+                "samples (nats/image)",
     "test/nll_elbo": "ELBO from the same K samples and images as test/nll (nats/image)",
     "test/nll_bpd": "-log p(x) in bits/dim",
     "test/nll_num_samples": "K, importance samples per image",
@@ -40,8 +42,8 @@ DESCRIPTIONS = {
     "test/recon_mse": "MSE, reconstruction mean vs test image",
     "test/recon_psnr": "PSNR of that MSE (dB)",
     "test/recon_ssim": "mean SSIM, reconstruction vs test image",
-    "test/fid": "FID, sample means vs test images",
-    "test/kid_mean": "KID, sample means vs test images",
+    "test/fid": "FID, prior sample means vs test images",
+    "test/kid_mean": "KID, prior sample means vs test images",
     "test/kid_std": "KID's standard deviation over subsets",
     "test/fid_num_samples": "images per side in FID/KID",
 }
@@ -78,7 +80,8 @@ class Evaluation(L.LightningModule):
       so the numbers equal training's final test),
     - the K-sample importance-weighted bound and its ELBO on the first `nll_images` images,
     - active units, reconstruction MSE/PSNR/SSIM against `references` (grey levels before
-      binarisation), and FID/KID on the first `fid_images` images (when `fidelity` is given),
+      binarisation), and FID/KID of each sampler's samples (`samplers`, fitted when testing
+      starts) against the first `fid_images` images (when `fidelity` is given),
     - with `disentanglement` settings (eval.yaml's node) and `factor_data` (a DataModule with
       factors): the posterior means and factor classes of the first `num_points` images, for
       MIG, DCI, SAP and modularity at the epoch's end, with the beta-VAE and FactorVAE scores
@@ -93,6 +96,7 @@ class Evaluation(L.LightningModule):
                  num_samples: int, max_values: int, nll_images: int | None,
                  active_threshold: float, ssim_kernel_size: int, seed: int,
                  fidelity: SampleFidelity | None = None, fid_images: int = 0,
+                 samplers: Mapping[str, Sampler] | None = None,
                  disentanglement: Mapping | None = None, factor_data=None):
         super().__init__()
         self.model = model
@@ -106,6 +110,7 @@ class Evaluation(L.LightningModule):
         self.recon = MetricCollection(reconstruction_metrics(ssim_kernel_size), prefix="recon_")
         self.fidelity = fidelity
         self.fid_images = fid_images
+        self.samplers = dict(samplers or {})
         self.disentanglement, self.factor_data = disentanglement, factor_data
         self.factor_codes = FactorCodes(disentanglement["num_points"]) \
             if disentanglement is not None else None
@@ -114,38 +119,55 @@ class Evaluation(L.LightningModule):
 
     def on_test_start(self) -> None:
         self.model.eval()
+        self.model.setup_data(self.trainer.datamodule)
+        if self.fidelity is not None:
+            for sampler in self.samplers.values():
+                sampler.fit(self.model, self.trainer.datamodule)
         seed = self.seed + self.global_rank
         self._generator = torch.Generator(self.device).manual_seed(seed)
-        self._sample_generator = torch.Generator().manual_seed(seed)  # model.sample draws on CPU
+        # each sampler its own stream (priors draw on the CPU), so adding one changes no other
+        self._sample_generators = {name: torch.Generator().manual_seed(seed + i)
+                                   for i, name in enumerate(self.samplers)}
 
     @torch.no_grad()
     def test_step(self, batch, batch_idx: int) -> None:
         x, labels, index = batch
-        _, values, out = self.model.batch_values(x)  # the draws of the VAE's own test step
+        y = self.model.condition_of(labels)
+        _, values, out = self.model.batch_values(x, y)  # the draws of the VAE's own test step
         self.elbo.update(values[:, :len(METRICS)])  # the ELBO's terms; the objective's follow
         self._pixels = x[0].numel()
 
         in_nll = index < self.nll_images if self.nll_images is not None else \
             torch.ones_like(index, dtype=torch.bool)
         if in_nll.any():
+            chosen = in_nll.to(x.device)
             log_px, elbo_k = importance_weighted_bounds(
-                self.model, x[in_nll.to(x.device)], self.num_samples, self.max_values,
-                self._generator)
+                self.model, x[chosen], self.num_samples, self.max_values, self._generator,
+                None if y is None else y[chosen])
             self.nll.update(torch.stack([-log_px, elbo_k], dim=1))
             self.nll_count.update(len(log_px))
 
-        mu = out["mu"]
-        self.active.update(mu)
+        codes = out["q"].mean
+        self.active.update(codes)
         if self.factor_codes is not None:
-            self.factor_codes.update(mu, labels, index)
+            self.factor_codes.update(codes, labels, index)
         reference = self.references(index).to(self.device).float().div_(255.0)
-        self.recon.update(decode_means(self.model, mu), reference)
+        self.recon.update(decode_means(self.model, codes, y=y), reference)
         if self.fidelity is not None:
-            real = reference[(index < self.fid_images).to(self.device)]
-            if len(real):
-                self.fidelity.update(real, real=True)
-                self.fidelity.update(self.model.sample(len(real), self._sample_generator),
-                                     real=False)
+            self._update_fidelity(reference, y, (index < self.fid_images).to(self.device))
+
+    def _update_fidelity(self, reference: torch.Tensor, y: torch.Tensor | None,
+                         chosen: torch.Tensor) -> None:
+        """The chosen test images as real ones, and as many samples of each sampler (a
+        conditional model's given the same images' conditions, so classes match)."""
+        real = reference[chosen]
+        if not len(real):
+            return
+        self.fidelity.update(real, real=True)
+        y = None if y is None else y[chosen]
+        for name, sampler in self.samplers.items():
+            codes = sampler.sample(self.model, len(real), self._sample_generators[name])
+            self.fidelity.update(decode_means(self.model, codes, y=y), source=name)
 
     def on_test_epoch_end(self) -> None:
         bpd_valid = bool(self.model.reports_bpd)
@@ -163,10 +185,7 @@ class Evaluation(L.LightningModule):
         results["test/latent_dim"] = self.model.latent_dim
         results.update({f"test/{k}": float(v) for k, v in self.recon.compute().items()})
         if self.fidelity is not None:
-            scores = self.fidelity.compute()
-            results.update({"test/fid": scores["fid"], "test/kid_mean": scores["kid_mean"],
-                            "test/kid_std": scores["kid_std"],
-                            "test/fid_num_samples": scores["num_real"]})
+            results.update(fidelity_results(self.fidelity.compute()))
         if self.factor_codes is not None:
             results.update({f"test/{k}": v for k, v in self._disentanglement().items()})
         self.results = results
@@ -178,9 +197,31 @@ class Evaluation(L.LightningModule):
         """Every disentanglement metric; the sampled images are encoded on the model's device."""
         data = self.factor_data
         codes, factors = self.factor_codes.compute()
-        grid = EncodedFactorGrid(data, lambda images: encode_images(
-            self.model, images, data.eval_batch_size, data.model_input)[0])
+        grid = EncodedFactorGrid(data, lambda images: posterior_means(
+            self.model, images, data.eval_batch_size, data.model_input))
         return disentanglement_scores(codes, factors, grid, self.disentanglement)
+
+
+#: the sampler whose FID/KID are test/fid, test/kid_*; the others' are test/fid_<name>, ...
+MAIN_SAMPLER = "prior"
+
+
+def fidelity_results(scores: Mapping[str, dict]) -> dict[str, float]:
+    """test/fid, test/kid_mean, test/kid_std of the prior sampler (MAIN_SAMPLER) and
+    test/<metric>_<name> of the others, from SampleFidelity.compute()."""
+    results = {}
+    for name, score in scores.items():
+        suffix = "" if name == MAIN_SAMPLER else f"_{name}"
+        results.update({f"test/{k}{suffix}": score[k] for k in ("fid", "kid_mean", "kid_std")})
+        results["test/fid_num_samples"] = score["num_real"]
+    return results
+
+
+def sampler_descriptions(samplers: Mapping[str, Sampler]) -> dict[str, str]:
+    """The table's lines for the FID/KID of the samplers other than the prior."""
+    return {f"test/{k}_{name}": f"{what}, {sampler.describe()}"
+            for name, sampler in samplers.items() if name != MAIN_SAMPLER
+            for k, what in (("fid", "FID"), ("kid_mean", "KID"), ("kid_std", "KID's std"))}
 
 
 def build_feature_extractor(enabled: bool, weights_path: str | None,

@@ -1,6 +1,7 @@
 """Image quality: reconstruction error (MSE, PSNR, SSIM) and sample fidelity (FID, KID)."""
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -59,8 +60,9 @@ def load_inception(weights_path: str | None = None) -> nn.Module:
 
 
 class SampleFidelity(Metric):
-    """FID and KID between real and generated images, as one torchmetrics Metric whose features
-    (each image's computed once) are gathered from every DDP rank before compute().
+    """FID and KID between real images and each of several generated sets (`sources`, e.g. one
+    per sampler), as one torchmetrics Metric: each image's features are computed once and
+    gathered from every DDP rank before compute().
 
     `feature_extractor` maps uint8 RGB images [B, 3, H, W] to features [B, F] (Inception-v3,
     or any stand-in module).
@@ -69,23 +71,32 @@ class SampleFidelity(Metric):
     full_state_update = False
 
     def __init__(self, feature_extractor: nn.Module, kid_subsets: int = 100,
-                 kid_subset_size: int = 1000):
+                 kid_subset_size: int = 1000, sources: Sequence[str] = ("fake",)):
         super().__init__()
         self.extractor = feature_extractor.eval().requires_grad_(False)
         self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
+        self.sources = tuple(sources)
         self.add_state("real", default=[], dist_reduce_fx="cat")
-        self.add_state("fake", default=[], dist_reduce_fx="cat")
+        for source in self.sources:
+            self.add_state(f"generated_{source}", default=[], dist_reduce_fx="cat")
 
     @torch.no_grad()
-    def update(self, images: torch.Tensor, real: bool) -> None:
-        """Add images in [0, 1], [B, C, H, W], to the real or the generated set."""
+    def update(self, images: torch.Tensor, real: bool = False, source: str | None = None
+               ) -> None:
+        """Add images in [0, 1], [B, C, H, W], to the real set or to generated set `source`
+        (default: the first)."""
         device = next(self.extractor.parameters(), images).device
         features = self.extractor(to_rgb_uint8(images).to(device)).flatten(1).double()
-        (self.real if real else self.fake).append(features)
+        name = "real" if real else f"generated_{source or self.sources[0]}"
+        getattr(self, name).append(features)
 
-    def compute(self) -> dict[str, float]:
-        """{"fid", "kid_mean", "kid_std", "num_real", "num_fake"}."""
-        real, fake = (dim_zero_cat(s).cpu() for s in (self.real, self.fake))
+    def compute(self) -> dict[str, dict[str, float]]:
+        """{source: {"fid", "kid_mean", "kid_std", "num_real", "num_fake"}}."""
+        real = dim_zero_cat(self.real).cpu()
+        return {source: self._scores(real, dim_zero_cat(getattr(self, f"generated_{source}"))
+                                     .cpu()) for source in self.sources}
+
+    def _scores(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
         n = min(len(real), len(fake))
         if n < 2:
             raise ValueError(f"FID/KID need at least 2 real and 2 generated images, got "

@@ -1,4 +1,11 @@
-from vaelab.models.elbo import gaussian_kl, kl_divergence, reparameterize
+from vaelab.models.distributions import (
+    DiagonalGaussian,
+    FlowPosterior,
+    StandardNormal,
+    gaussian_kl,
+    kl_per_dimension,
+    kl_per_image,
+)
 from vaelab.models.iwae import importance_weighted_log_likelihood, iwae_bound
 from vaelab.models.likelihoods import (
     BernoulliLikelihood,
@@ -17,26 +24,45 @@ from vaelab.models.objectives import (
     FactorVAE,
     Objective,
 )
+from vaelab.models.posteriors import DiagonalGaussianPosterior, IAFPosterior, Posterior
+from vaelab.models.priors import (
+    FlowPrior,
+    MixtureOfGaussiansPrior,
+    Prior,
+    StandardNormalPrior,
+    VampPrior,
+)
 from vaelab.models.vae import VAE
 
 __all__ = [
     "IWAE",
     "VAE",
+    "BernoulliLikelihood",
     "BetaTCVAE",
+    "ContinuousBernoulliLikelihood",
+    "DiagonalGaussian",
+    "DiagonalGaussianPosterior",
     "DipVAEI",
     "DipVAEII",
-    "Elbo",
-    "FactorVAE",
-    "Objective",
-    "BernoulliLikelihood",
-    "ContinuousBernoulliLikelihood",
     "DiscretizedLogisticLikelihood",
     "DiscretizedLogisticMixtureLikelihood",
+    "Elbo",
+    "FactorVAE",
+    "FlowPosterior",
+    "FlowPrior",
     "GaussianLikelihood",
+    "IAFPosterior",
     "Likelihood",
+    "MixtureOfGaussiansPrior",
+    "Objective",
+    "Posterior",
+    "Prior",
+    "StandardNormal",
+    "StandardNormalPrior",
+    "VampPrior",
     "gaussian_kl",
     "importance_weighted_log_likelihood",
     "iwae_bound",
-    "kl_divergence",
-    "reparameterize",
+    "kl_per_dimension",
+    "kl_per_image",
 ]

@@ -5,51 +5,23 @@ ELBO; the bound tightens with K and approaches log p(x).
 """
 
 import math
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from vaelab.models.elbo import reparameterize
-
-_LOG_2PI = math.log(2 * math.pi)
-
 
 class LatentVariableModel(Protocol):
-    """What the bounds need of a model (the VAE has it): q(z|x) parameters, p(x|z), and p(z)."""
+    """What the bounds need of a model (the VAE has it): a posterior for a batch, and log w for
+    K fresh samples of it."""
 
     likelihood: nn.Module
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def posterior(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Any: ...
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor: ...
-
-
-def diagonal_gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor,
-                               logvar: torch.Tensor) -> torch.Tensor:
-    """log N(z; mu, diag(exp(logvar))) summed over the last dim; [..., D] -> [...]."""
-    return -0.5 * ((z - mu).pow(2) * torch.exp(-logvar) + logvar + _LOG_2PI).sum(dim=-1)
-
-
-def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
-    """log N(z; 0, I) summed over the last dim; [..., D] -> [...]."""
-    return -0.5 * (z.pow(2) + _LOG_2PI).sum(dim=-1)
-
-
-def log_importance_weights(model: LatentVariableModel, x: torch.Tensor, mu: torch.Tensor,
-                           logvar: torch.Tensor, num_samples: int,
-                           generator: torch.Generator | None = None) -> torch.Tensor:
-    """log w for K fresh samples z_k ~ q(z|x) per image; x [B, C, H, W] -> [K, B].
-
-    All K * B samples go through the decoder as one batch.
-    """
-    k, b = num_samples, x.shape[0]
-    z = reparameterize(mu.expand(k, *mu.shape), logvar.expand(k, *logvar.shape),
-                       generator)  # [K, B, D]
-    params = model.decode(z.reshape(k * b, -1))
-    targets = x.expand(k, *x.shape).reshape(k * b, *x.shape[1:])
-    log_px_z = model.likelihood.log_prob(params, targets).view(k, b)
-    return log_px_z + standard_normal_log_prob(z) - diagonal_gaussian_log_prob(z, mu, logvar)
+    def log_importance_weights(self, x: torch.Tensor, y: torch.Tensor | None, q: Any,
+                               num_samples: int, generator: torch.Generator | None = None
+                               ) -> torch.Tensor: ...
 
 
 def iwae_bound(log_weights: torch.Tensor) -> torch.Tensor:
@@ -65,10 +37,12 @@ MAX_VALUES = 16_000_000
 @torch.no_grad()
 def importance_weighted_bounds(model: LatentVariableModel, x: torch.Tensor, num_samples: int,
                                max_values: int = MAX_VALUES,
-                               generator: torch.Generator | None = None
+                               generator: torch.Generator | None = None,
+                               y: torch.Tensor | None = None
                                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(the K-sample bound on log p(x), the ELBO estimated from the same K samples), each [B],
-    decoding at most `max_values` likelihood parameters at once; x [B, C, H, W].
+    """(the K-sample bound on log p(x) (log p(x|y) given conditions y [B, C]), the ELBO
+    estimated from the same K samples), each [B], decoding at most `max_values` likelihood
+    parameters at once; x [B, C, H, W].
 
     Images and samples are taken in chunks, the samples combined with a running logsumexp (and
     a running sum), so memory is set by `max_values`, not by K, the batch or the likelihood
@@ -78,22 +52,24 @@ def importance_weighted_bounds(model: LatentVariableModel, x: torch.Tensor, num_
         raise ValueError(f"num_samples ({num_samples}) and max_values ({max_values}) must "
                          "be >= 1")
     per_image = math.prod(model.likelihood.param_shape(tuple(x.shape[1:])))
-    bounds = [_chunk_bounds(model, chunk, num_samples,
+    size = max(1, max_values // per_image)
+    conditions = y.split(size) if y is not None else [None] * math.ceil(len(x) / size)
+    bounds = [_chunk_bounds(model, chunk, cond, num_samples,
                             max(1, max_values // (len(chunk) * per_image)), generator)
-              for chunk in x.split(max(1, max_values // per_image))]
+              for chunk, cond in zip(x.split(size), conditions)]
     return torch.cat([b[0] for b in bounds]), torch.cat([b[1] for b in bounds])
 
 
-def _chunk_bounds(model: LatentVariableModel, x: torch.Tensor, num_samples: int,
-                  per_chunk: int, generator: torch.Generator | None
+def _chunk_bounds(model: LatentVariableModel, x: torch.Tensor, y: torch.Tensor | None,
+                  num_samples: int, per_chunk: int, generator: torch.Generator | None
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """importance_weighted_bounds of images x, `per_chunk` samples per decoder call."""
-    mu, logvar = model.encode(x)
-    log_sum = torch.full((x.shape[0],), -math.inf, device=x.device, dtype=mu.dtype)
+    q = model.posterior(x, y)
+    log_sum = torch.full((x.shape[0],), -math.inf, device=x.device)
     total = torch.zeros_like(log_sum)
     for start in range(0, num_samples, per_chunk):
-        log_w = log_importance_weights(model, x, mu, logvar,
-                                       min(per_chunk, num_samples - start), generator)
+        log_w = model.log_importance_weights(x, y, q, min(per_chunk, num_samples - start),
+                                             generator)
         log_sum = torch.logaddexp(log_sum, torch.logsumexp(log_w, dim=0))
         total += log_w.sum(dim=0)
     return log_sum - math.log(num_samples), total / num_samples
@@ -101,6 +77,7 @@ def _chunk_bounds(model: LatentVariableModel, x: torch.Tensor, num_samples: int,
 
 def importance_weighted_log_likelihood(model: LatentVariableModel, x: torch.Tensor,
                                        num_samples: int, max_values: int = MAX_VALUES,
-                                       generator: torch.Generator | None = None) -> torch.Tensor:
+                                       generator: torch.Generator | None = None,
+                                       y: torch.Tensor | None = None) -> torch.Tensor:
     """The K-sample bound on log p(x) per image (see importance_weighted_bounds); [B]."""
-    return importance_weighted_bounds(model, x, num_samples, max_values, generator)[0]
+    return importance_weighted_bounds(model, x, num_samples, max_values, generator, y)[0]

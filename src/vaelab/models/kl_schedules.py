@@ -1,4 +1,4 @@
-"""The KL term of the beta-VAE family: how (recon, per-dimension KL, step) become the training loss.
+"""The KL term of the beta-VAE family: how (recon, KL, step) become the training loss.
 
 Each schedule's `loss` returns one value per image whose batch mean is the objective, so the VAE
 can average and log it like every other per-image quantity. `step` is the optimizer step.
@@ -20,13 +20,17 @@ def _check(name: str, value: float, low: float = 0.0) -> None:
 class KLSchedule(ABC):
     """Base class; `beta` is the target KL weight (None for objectives that do not weight KL)."""
 
+    #: the config name, model/kl_schedule=<name>
+    name: str
+    #: what it needs of the latent model (vaelab.models.compatibility)
+    requires: frozenset[str] = frozenset()
     beta: float | None = None
-    #: the option that picks it: model/kl_schedule=<name> (conf/model/kl_schedule/<name>.yaml)
-    name: str = "a custom schedule"
 
     @abstractmethod
-    def loss(self, recon: torch.Tensor, kl: torch.Tensor, step: int) -> torch.Tensor:
-        """Per-image loss; recon [B] (-log p(x|z)), kl [B, D] per latent dimension -> [B]."""
+    def loss(self, recon: torch.Tensor, kl: torch.Tensor, kl_per_dim: torch.Tensor | None,
+             step: int) -> torch.Tensor:
+        """Per-image loss; recon [B] (-log p(x|z)), kl [B], and the KL of each latent
+        dimension [B, D] where the model has one (None otherwise) -> [B]."""
 
     @abstractmethod
     def logged(self, step: int) -> dict[str, float]:
@@ -43,8 +47,8 @@ class BetaSchedule(KLSchedule):
     @abstractmethod
     def weight(self, step: int) -> float: ...
 
-    def loss(self, recon, kl, step):
-        return recon + self.weight(step) * kl.sum(dim=1)
+    def loss(self, recon, kl, kl_per_dim, step):
+        return recon + self.weight(step) * kl
 
     def logged(self, step):
         return {"beta": self.weight(step)}
@@ -107,6 +111,7 @@ class FreeBits(BetaSchedule):
     floor_per_dim nats, so dimensions under the floor get no push towards the prior."""
 
     name = "free_bits"
+    requires = frozenset({"kl_per_dim"})
 
     def __init__(self, beta: float = 1.0, floor_per_dim: float = 0.25):
         _check("beta", beta)
@@ -116,11 +121,11 @@ class FreeBits(BetaSchedule):
     def weight(self, step):
         return self.beta
 
-    def loss(self, recon, kl, step):
+    def loss(self, recon, kl, kl_per_dim, step):
         # Dimensions whose batch mean is under the floor contribute the constant floor (no
         # gradient); the batch mean of the result is recon + beta * sum_d max(floor, mean_b KL_d).
-        above = kl.mean(dim=0, keepdim=True) > self.floor_per_dim
-        floored = torch.where(above, kl, torch.full_like(kl, self.floor_per_dim))
+        above = kl_per_dim.mean(dim=0, keepdim=True) > self.floor_per_dim
+        floored = torch.where(above, kl_per_dim, torch.full_like(kl_per_dim, self.floor_per_dim))
         return recon + self.beta * floored.sum(dim=1)
 
 
@@ -142,12 +147,11 @@ class CapacityAnnealing(KLSchedule):
         progress = min(1.0, step / self.anneal_steps) if self.anneal_steps else 1.0
         return self.capacity_max * progress
 
-    def loss(self, recon, kl, step):
+    def loss(self, recon, kl, kl_per_dim, step):
         c = self.capacity(step)
-        kl_per_image = kl.sum(dim=1)
         # sign(mean KL - C) * (KL_i - C) has batch mean |mean KL - C| and the same gradient.
-        sign = torch.sign(kl_per_image.mean() - c).detach()
-        return recon + self.gamma * sign * (kl_per_image - c)
+        sign = torch.sign(kl.mean() - c).detach()
+        return recon + self.gamma * sign * (kl - c)
 
     def logged(self, step):
         return {"capacity": self.capacity(step)}
@@ -168,7 +172,8 @@ def build_kl_schedule(schedule: Callable[..., KLSchedule] | KLSchedule | None,
     if "beta" in inspect.signature(schedule).parameters:
         return schedule(beta=beta)
     if beta != 1.0:
-        name = getattr(schedule, "func", schedule).name
+        cls = getattr(schedule, "func", schedule)
+        name = getattr(cls, "name", cls.__name__)
         raise ValueError(
             f"model.beta={beta} has no effect with model/kl_schedule={name}: leave model.beta "
             "at 1 and set the "

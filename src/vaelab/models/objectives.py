@@ -1,9 +1,10 @@
 """Training objectives of the VAE family, one config choice each (conf/model/objective/).
 
 An objective turns the VAE's forward outputs for a batch of B images (recon, kl, kl_per_dim,
-z, mu, logvar) into the per-image loss whose batch mean the VAE minimises, and into named
-per-image terms logged as <stage>/<name>. Whatever the objective, <stage>/elbo, /recon and /kl
-stay the one-sample ELBO's terms, so runs compare in one table.
+z, the posterior q and prior p, the condition y) into the per-image loss whose batch mean the
+VAE minimises, and into named per-image terms logged as <stage>/<name>. Whatever the
+objective, <stage>/elbo, /recon and /kl stay the one-sample ELBO's terms, so runs compare in
+one table.
 """
 
 import inspect
@@ -14,12 +15,11 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from torch.distributions import Normal
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from vaelab.models.iwae import iwae_bound, log_importance_weights, standard_normal_log_prob
-from vaelab.models.kl_schedules import ConstantBeta, KLSchedule
+from vaelab.models.iwae import iwae_bound
+from vaelab.models.kl_schedules import KLSchedule
 from vaelab.validation import check_number
 
 ESTIMATORS = ("mws", "mss")
@@ -42,6 +42,8 @@ class Objective(nn.Module, ABC):
 
     #: the config name, model/objective=<name>
     name: str
+    #: what it needs of the latent model (vaelab.models.compatibility)
+    requires: frozenset[str] = frozenset()
     #: the names of ObjectiveValue.terms, the per-image terms it logs
     terms: tuple[str, ...] = ()
     #: optimiser (a partial taking params) of the objective's own parameters, if it has any
@@ -67,7 +69,8 @@ class Elbo(Objective):
         self.kl_schedule = kl_schedule
 
     def forward(self, model, x, out, step):
-        return ObjectiveValue(self.kl_schedule.loss(out["recon"], out["kl_per_dim"], step), {})
+        return ObjectiveValue(
+            self.kl_schedule.loss(out["recon"], out["kl"], out["kl_per_dim"], step), {})
 
 
 class IWAE(Objective):
@@ -83,7 +86,7 @@ class IWAE(Objective):
 
     def forward(self, model, x, out, step):
         # Fresh samples for the bound: the logged elbo/recon/kl stay the one-sample ELBO.
-        log_w = log_importance_weights(model, x, out["mu"], out["logvar"], self.num_samples)
+        log_w = model.log_importance_weights(x, out["y"], out["q"], self.num_samples)
         return ObjectiveValue(-iwae_bound(log_w), {})
 
 
@@ -117,17 +120,12 @@ def log_batch_weights(batch_size: int, dataset_size: int, estimator: str,
     return log_w.fill_diagonal_(-math.log(n))
 
 
-def log_aggregate_posterior(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-                            dataset_size: int, estimator: str
+def log_aggregate_posterior(log_q: torch.Tensor, dataset_size: int, estimator: str
                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(log q(z_i|x_i) [B], log q(z_i) [B], log q(z_i,d) [B, D]) for z_i ~ q(z|x_i), with the
-    aggregate posterior q and its marginals q(z_d) estimated from the batch; z, mu, logvar [B, D].
-    """
-    # MI and TC are differences of large log-densities: never in half precision (autocast)
-    z, mu, logvar = (t.to(torch.promote_types(t.dtype, torch.float32)) for t in (z, mu, logvar))
-    posteriors = Normal(mu[None], torch.exp(0.5 * logvar[None]), validate_args=False)
-    log_q = posteriors.log_prob(z[:, None])  # log q(z_i,d | x_j), indexed [i, j, d]
-    log_w = log_batch_weights(z.shape[0], dataset_size, estimator, z)
+    aggregate posterior q and its marginals q(z_d) estimated from the batch; log_q [B, B, D] is
+    log q(z_i,d | x_j) indexed [i, j, d] (DiagonalGaussian.pairwise_log_prob)."""
+    log_w = log_batch_weights(log_q.shape[0], dataset_size, estimator, log_q)
     joint = log_q.sum(dim=2)  # log q(z_i | x_j)
     log_qz = torch.logsumexp(log_w + joint, dim=1)
     log_qz_dims = torch.logsumexp(log_w[..., None] + log_q, dim=1)
@@ -149,6 +147,7 @@ class BetaTCVAE(Objective):
     """
 
     name = "beta_tcvae"
+    requires = frozenset({"gaussian_posterior", "kl_per_dim"})
     terms = ("mi", "tc", "dwkl")
 
     def __init__(self, beta: float = 1.0, alpha: float = 1.0, gamma: float = 1.0,
@@ -181,11 +180,11 @@ class BetaTCVAE(Objective):
             raise RuntimeError("beta-TCVAE's training-set size is unknown: it is set when "
                                "fitting starts (or loaded from a checkpoint); set dataset_size")
         log_qz_x, log_qz, log_qz_dims = log_aggregate_posterior(
-            out["z"], out["mu"], out["logvar"], self.dataset_size, self.estimator)
+            out["q"].pairwise_log_prob(out["z"]), self.dataset_size, self.estimator)
         log_prod_qz = log_qz_dims.sum(dim=1)
         mi = log_qz_x - log_qz
         tc = log_qz - log_prod_qz
-        dwkl = log_prod_qz - standard_normal_log_prob(out["z"])
+        dwkl = log_prod_qz - out["p"].log_prob(out["z"])
         loss = out["recon"] + self.alpha * mi + self.beta * tc + self.gamma * dwkl
         return ObjectiveValue(loss, {"mi": mi, "tc": tc, "dwkl": dwkl})
 
@@ -280,6 +279,7 @@ class DipVAE(Objective):
     disentangled posterior makes the identity towards it (off-diagonal weight lambda_od,
     diagonal lambda_d). C is a batch estimate, so the penalty is one number per batch."""
 
+    requires = frozenset({"gaussian_posterior"})
     terms = ("dip_penalty",)
 
     def __init__(self, lambda_od: float, lambda_d: float):
@@ -289,11 +289,12 @@ class DipVAE(Objective):
         self.lambda_od, self.lambda_d = lambda_od, lambda_d
 
     @abstractmethod
-    def covariance(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        """The penalised covariance; mu, logvar [B, D] -> [D, D]."""
+    def covariance(self, q) -> torch.Tensor:
+        """The penalised covariance of a batch's Gaussian posterior q (mean, variance [B, D])
+        -> [D, D]."""
 
     def forward(self, model, x, out, step):
-        penalty = dip_penalty(self.covariance(out["mu"], out["logvar"]),
+        penalty = dip_penalty(self.covariance(out["q"]),
                               self.lambda_od, self.lambda_d).expand_as(out["recon"])
         return ObjectiveValue(out["recon"] + out["kl"] + penalty, {"dip_penalty": penalty})
 
@@ -306,8 +307,8 @@ class DipVAEI(DipVAE):
     def __init__(self, lambda_od: float = 10.0, lambda_d: float = 100.0):
         super().__init__(lambda_od, lambda_d)
 
-    def covariance(self, mu, logvar):
-        return batch_covariance(mu)
+    def covariance(self, q):
+        return batch_covariance(q.mean)
 
 
 class DipVAEII(DipVAE):
@@ -319,16 +320,16 @@ class DipVAEII(DipVAE):
     def __init__(self, lambda_od: float = 10.0, lambda_d: float = 10.0):
         super().__init__(lambda_od, lambda_d)
 
-    def covariance(self, mu, logvar):
-        return batch_covariance(mu) + torch.diag_embed(logvar.exp().mean(dim=0))
+    def covariance(self, q):
+        return batch_covariance(q.mean) + torch.diag_embed(q.variance.mean(dim=0))
 
 
 # -- built by the VAE ----------------------------------------------------------------------------
 def build_objective(objective: Callable[..., Objective] | None, kl_schedule: KLSchedule,
                     beta: float) -> Objective:
     """The objective from its partial (`_partial_: true`): given the KL schedule if it takes one
-    (elbo), else given model.beta if it takes one (beta-TCVAE's TC weight); settings that it
-    would ignore (a KL schedule, a beta other than 1) are refused."""
+    (elbo), else given model.beta if it takes one (beta-TCVAE's TC weight); a beta other than 1
+    that it would ignore is refused (an ignored KL schedule: vaelab.models.compatibility)."""
     if objective is None:
         return Elbo(kl_schedule)
     if isinstance(objective, Objective):
@@ -338,11 +339,6 @@ def build_objective(objective: Callable[..., Objective] | None, kl_schedule: KLS
     if "kl_schedule" in parameters:
         return objective(kl_schedule=kl_schedule)
     name = getattr(getattr(objective, "func", objective), "name", "this objective")
-    if not isinstance(kl_schedule, ConstantBeta):
-        raise ValueError(
-            f"model/objective={name} does not schedule the KL term, so model/kl_schedule="
-            f"{kl_schedule.name} would be ignored: use model/kl_schedule=constant, or "
-            "model/objective=elbo for a scheduled KL weight")
     if "beta" in parameters:
         return objective(beta=beta)
     if beta != 1.0:

@@ -1,19 +1,33 @@
-"""The VAE LightningModule: encoder, decoder and likelihood trained with a configured objective
-(models/objectives.py; by default -E_q[log p(x|z)] + beta * KL(q(z|x) || p(z))) in nats/image."""
+"""The VAE LightningModule: encoder, posterior, prior, decoder and likelihood, trained with a
+configured objective (models/objectives.py; by default -E_q[log p(x|z)] + beta * KL(q(z|x) || p(z)))
+in nats per image.
+
+The model's interface, for training, evaluation, figures, scripts and notebooks:
+`posterior(x, y)` is q(z|x) (a torch Distribution with rsample, log_prob and a display `mean`),
+`prior` is p(z) (`log_prob(z)`, `sample(n, generator)`), `decode(z, y)` gives the likelihood's
+parameters and `likelihood.log_prob(params, x)` scores images. y is the condition of a
+conditional VAE (model.condition), None otherwise.
+"""
 
 import math
+import re
 from collections.abc import Callable
+from functools import partial
 
 import lightning as L
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from vaelab.console import log
-from vaelab.models.elbo import gaussian_kl, reparameterize
-from vaelab.models.kl_schedules import KLSchedule, build_kl_schedule
+from vaelab.models.compatibility import check_components
+from vaelab.models.distributions import kl_per_dimension, kl_per_image
+from vaelab.models.kl_schedules import ConstantBeta, KLSchedule, build_kl_schedule
 from vaelab.models.latents import decode_means
 from vaelab.models.likelihoods import BernoulliLikelihood, Likelihood
-from vaelab.models.objectives import Objective, build_objective
+from vaelab.models.objectives import Elbo, Objective, build_objective
+from vaelab.models.posteriors import DiagonalGaussianPosterior, Posterior
+from vaelab.models.priors import Prior, StandardNormalPrior
 from vaelab.models.running_means import RunningMeans
 from vaelab.optim import apply_configured_optimizer
 from vaelab.validation import check_number
@@ -24,8 +38,21 @@ METRICS = ("loss", "elbo", "recon", "kl", "bpd")
 OBJECTIVE_OPTIMIZER = "objective_optimizer_state"
 
 
+def condition_vectors(datamodule, kind: str, labels: torch.Tensor) -> torch.Tensor:
+    """A batch's conditions: one-hot classes (label) or the attribute table's rows (attributes:
+    CelebA's 40, or every factor value one-hot); labels [B] or [B, K] -> float [B, C]."""
+    if kind == "label":
+        return F.one_hot(datamodule.class_labels(labels).long(), datamodule.num_classes).float()
+    return datamodule.attribute_rows(labels).float()
+
+
+def condition_size(datamodule, kind: str) -> int:
+    """C, the length of the data's condition vectors of this kind."""
+    return datamodule.num_classes if kind == "label" else len(datamodule.attribute_names)
+
+
 class VAE(L.LightningModule):
-    """Encoder -> (mu, logvar) -> z = mu + sigma * eps -> decoder -> likelihood parameters."""
+    """Encoder -> q(z|x) -> z -> decoder -> likelihood parameters; p(z) the prior."""
 
     def __init__(
         self,
@@ -34,6 +61,10 @@ class VAE(L.LightningModule):
         likelihood: Likelihood,
         latent_dim: int,
         optimizer: Callable[..., torch.optim.Optimizer],
+        posterior: Posterior | None = None,
+        prior: Prior | None = None,
+        condition: str | None = None,
+        condition_dim: int = 0,
         beta: float = 1.0,
         scheduler: Callable | None = None,
         scheduler_monitor: str = "val/elbo",
@@ -41,21 +72,37 @@ class VAE(L.LightningModule):
         objective: Callable[..., Objective] | None = None,
     ):
         """`kl_schedule` and `objective` are partials (the configs' `_partial_: true`), built
-        here with `beta`; None: a constant beta and the ELBO objective."""
+        here with `beta`; None: a constant beta and the ELBO objective. `posterior` and `prior`
+        default to a diagonal Gaussian and N(0, I). A conditional model (`condition`: label or
+        attributes) has nets built for condition vectors of length `condition_dim`."""
         super().__init__()
         check_number("model.latent_dim", latent_dim, low=1, integer=True)
         check_number("model.beta", beta, low=0)
+        posterior = posterior if posterior is not None else DiagonalGaussianPosterior(latent_dim)
+        prior = prior if prior is not None else StandardNormalPrior(latent_dim)
+        for key, component in (("model.posterior", posterior), ("model.prior", prior)):
+            if component.latent_dim != latent_dim:
+                raise ValueError(f"{key}.latent_dim={component.latent_dim} differs from "
+                                 f"model.latent_dim={latent_dim}: set it to ${{model.latent_dim}}")
+        check_components(type(prior), type(posterior), _component_class(objective, Elbo),
+                         _component_class(kl_schedule, ConstantBeta), condition)
         self.kl_schedule = build_kl_schedule(kl_schedule, beta)
         self.objective = build_objective(objective, self.kl_schedule, beta)
+        check_number("model.condition_dim", condition_dim, low=0 if condition is None else 1,
+                     integer=True)
         self.save_hyperparameters(
             ignore=["encoder", "decoder", "likelihood", "optimizer", "scheduler", "kl_schedule",
-                    "objective"],
+                    "objective", "posterior", "prior"],
             logger=False,
         )
         self.encoder = encoder
+        self.posterior_family = posterior
         self.decoder = decoder
         self.likelihood = likelihood
+        self.prior = prior
+        self.prior.bind(self.posterior_base)
         self.latent_dim = latent_dim
+        self.condition, self.condition_dim = condition, condition_dim
         self.beta = beta
         self.optimizer = optimizer
         self.scheduler = scheduler
@@ -68,43 +115,69 @@ class VAE(L.LightningModule):
                                       for s in STAGES})
         #: whether bits/dim are a valid measure for this likelihood on this data (first batch)
         self._bpd_valid: bool | None = None
+        #: labels -> condition vectors of a conditional model, set by setup_data
+        self._condition_of: Callable[[torch.Tensor], torch.Tensor] | None = None
         #: the optimiser of the objective's own network (FactorVAE's discriminator), stepped
         #: after the VAE's; and its state from a checkpoint, until that optimiser is built
         self._objective_optimizer: torch.optim.Optimizer | None = None
         self._objective_optimizer_state: dict | None = None
+        self._register_load_state_dict_pre_hook(_upgrade_state_dict)
 
     # -- the model ---------------------------------------------------------------------------
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """q(z|x) parameters; [B, C, H, W] -> (mu, logvar), each [B, latent_dim]."""
-        return self.encoder(x)
+    def _encode(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        # nets written for unconditional models take x alone
+        return self.encoder(x) if y is None else self.encoder(x, y)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Likelihood parameters p(x|z); [B, latent_dim] -> [B, C, H, W]."""
-        return self.decoder(z)
+    def posterior(self, x: torch.Tensor, y: torch.Tensor | None = None):
+        """q(z|x) (q(z|x, y) with conditions y [B, C]) for images x [B, C, H, W]: a
+        distribution over codes [B, latent_dim]."""
+        return self.posterior_family(self._encode(x, y))
+
+    def posterior_base(self, x: torch.Tensor):
+        """The Gaussian part of q(z|x) (the posterior itself unless it is a flow); what the
+        VampPrior mixes over its pseudo-inputs."""
+        return self.posterior_family.base(self._encode(x, None))
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Likelihood parameters p(x|z); [B, latent_dim] -> [B, C', H, W]."""
+        return self.decoder(z) if y is None else self.decoder(z, y)
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean image decoded from the posterior mean; [B, C, H, W] -> [B, C, H, W]."""
-        return decode_means(self, self.encode(x)[0])
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean image decoded from the posterior's display mean; [B, C, H, W] -> [B, C, H, W]."""
+        return decode_means(self, self.posterior(x, y).mean, y=y)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Mean images for z ~ N(0, I) (drawn on the CPU, so a seed gives the same z on every
-        device); -> [n, C, H, W]."""
-        return decode_means(self, torch.randn(n, self.latent_dim, generator=generator))
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               y: torch.Tensor | None = None, temperature: float = 1.0) -> torch.Tensor:
+        """Mean images decoded from n prior codes (noise drawn on the CPU, so a seed gives the
+        same codes on every device), given conditions y [n, C] if conditional; -> [n, C, H, W]."""
+        if self.condition is not None and y is None:
+            raise ValueError(f"a VAE with model.condition={self.condition} samples given "
+                             "conditions: pass y [n, condition_dim]")
+        return decode_means(self, self.prior.sample(n, generator, temperature), y=y)
 
     def kl_weight(self) -> float | None:
         """The KL weight (beta) at the current step; None for the capacity objective."""
         return self.kl_schedule.weight(self.global_step)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-image recon (-log p(x|z)), kl and elbo, each [B], for one z sample per image;
-        also kl_per_dim, z, mu and logvar, each [B, latent_dim]."""
-        mu, logvar = self.encode(x)
-        z = reparameterize(mu, logvar)
-        params = self.decode(z)
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict:
+        """Per-image recon (-log p(x|z)), kl and elbo, each [B], for one z sample per image; the
+        KL of each latent dim [B, D] where it exists (else None); z, q, p and y."""
+        q = self.posterior(x, y)
+        z = q.rsample()
+        p = self.prior()
+        recon = -self.likelihood.log_prob(self._checked_decode(z, y, x), x)
+        kl_per_dim = kl_per_dimension(q, p)
+        kl = kl_per_dim.sum(dim=1) if kl_per_dim is not None else kl_per_image(q, p, z)
+        return {"recon": recon, "kl": kl, "elbo": -(recon + kl), "kl_per_dim": kl_per_dim,
+                "z": z, "q": q, "p": p, "y": y}
+
+    def _checked_decode(self, z: torch.Tensor, y: torch.Tensor | None,
+                        x: torch.Tensor) -> torch.Tensor:
+        params = self.decode(z, y)
         expected = (x.shape[0], *self.likelihood.param_shape(x.shape[1:]))
-        if params.shape != expected:
+        if params.shape[-len(expected):] != expected:
             raise ValueError(
                 f"decoder output {tuple(params.shape)} is not the {expected} that "
                 f"{type(self.likelihood).__name__} needs for data {tuple(x.shape)}: give "
@@ -112,11 +185,45 @@ class VAE(L.LightningModule):
                 "model.decoder.out_channels=${vaelab.param_channels:${model.likelihood},"
                 "${data.image_shape}}"
             )
-        recon = -self.likelihood.log_prob(params, x)
-        kl_per_dim = gaussian_kl(mu, logvar)
-        kl = kl_per_dim.sum(dim=1)
-        return {"recon": recon, "kl": kl, "elbo": -(recon + kl), "kl_per_dim": kl_per_dim,
-                "z": z, "mu": mu, "logvar": logvar}
+        return params
+
+    def log_importance_weights(self, x: torch.Tensor, y: torch.Tensor | None, q,
+                               num_samples: int, generator: torch.Generator | None = None
+                               ) -> torch.Tensor:
+        """log w = log p(x|z) + log p(z) - log q(z|x) for K fresh samples z ~ q (q: this batch's
+        posterior(x, y)); x [B, C, H, W] -> [K, B]. The K * B codes are decoded as one batch."""
+        k, b = num_samples, x.shape[0]
+        z = q.rsample((k,), generator)  # [K, B, D]
+        params = self.decode(z.reshape(k * b, -1), None if y is None else _repeat(y, k))
+        log_px_z = self.likelihood.log_prob(params, _repeat(x, k)).view(k, b)
+        # a flow scores its own last sample from what sampling computed, not by inverting
+        return log_px_z + self.prior().log_prob(z) - q.log_prob(z)
+
+    # -- data --------------------------------------------------------------------------------
+    def setup_data(self, datamodule, fitting: bool = False) -> None:
+        """Take what the model needs of the data to score batches: a conditional model's map from
+        labels to conditions (called when fitting, validating or testing starts); when
+        `fitting`, also what the prior and the objective need of the training set."""
+        if fitting:
+            self.prior.setup_data(datamodule)
+            self.objective.setup_data(datamodule)
+        if self.condition is not None:
+            size = condition_size(datamodule, self.condition)
+            if size != self.condition_dim:
+                raise ValueError(
+                    f"model.condition={self.condition}: this data has {size}-long condition "
+                    f"vectors, the nets were built for model.condition_dim={self.condition_dim}: "
+                    f"set model.condition_dim={size}")
+            self._condition_of = partial(condition_vectors, datamodule, self.condition)
+
+    def condition_of(self, labels: torch.Tensor) -> torch.Tensor | None:
+        """The condition vectors [B, C] of a batch's labels; None for an unconditional model."""
+        if self.condition is None:
+            return None
+        if self._condition_of is None:
+            raise RuntimeError("a conditional VAE needs its data's labels: call "
+                               "model.setup_data(datamodule) first (vaelab's commands do)")
+        return self._condition_of(labels)
 
     # -- Lightning ---------------------------------------------------------------------------
     def bits_per_dim_valid(self, x: torch.Tensor) -> bool:
@@ -139,11 +246,11 @@ class VAE(L.LightningModule):
         """The per-image quantities logged as <stage>/<name>: the ELBO's and the objective's."""
         return (*METRICS, *self.objective.terms)
 
-    def batch_values(self, x: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    def batch_values(self, x: torch.Tensor, y: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """(the loss to minimise, the logged quantities per image [B, len(metric_names)],
-        forward(x)) for a batch x [B, C, H, W]."""
-        out = self(x)
+        forward(x, y)) for a batch x [B, C, H, W] with conditions y [B, C] or None."""
+        out = self(x, y)
         value = self.objective(self, x, out, self.global_step)
         loss = value.loss.mean()
         if value.auxiliary_loss is not None:
@@ -156,7 +263,7 @@ class VAE(L.LightningModule):
 
     def _step(self, batch, stage: str) -> torch.Tensor:
         """The loss to minimise: the objective's batch mean, plus its own network's loss."""
-        loss, values, _ = self.batch_values(batch[0])
+        loss, values, _ = self.batch_values(batch[0], self.condition_of(batch[1]))
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"{stage} loss is {loss.item()} at global step {self.global_step}: lower "
@@ -197,7 +304,12 @@ class VAE(L.LightningModule):
         self._step(batch, "test")
 
     def on_fit_start(self) -> None:
-        self.objective.setup_data(self.trainer.datamodule)
+        self.setup_data(self.trainer.datamodule, fitting=True)
+
+    def on_test_start(self) -> None:
+        self.setup_data(self.trainer.datamodule)
+
+    on_validation_start = on_test_start
 
     def on_train_epoch_start(self) -> None:
         # An epoch resumed mid-way keeps the sums restored from its checkpoint.
@@ -281,3 +393,35 @@ class VAE(L.LightningModule):
         # Loaded before configure_optimizers builds the optimiser (Lightning restores the
         # module, then sets up the strategy and its optimisers).
         self._objective_optimizer_state = checkpoint.get(OBJECTIVE_OPTIMIZER)
+
+
+def _component_class(component, default: type) -> type:
+    """The class a component is or will be (a class, a functools.partial of one, or an
+    instance; None: `default`)."""
+    if component is None:
+        return default
+    component = getattr(component, "func", component)
+    return component if isinstance(component, type) else type(component)
+
+
+def _repeat(t: torch.Tensor, k: int) -> torch.Tensor:
+    """A batch [B, ...] repeated K times as one batch [K * B, ...], sample-major."""
+    return t.expand(k, *t.shape).reshape(k * t.shape[0], *t.shape[1:])
+
+
+_LEGACY_MLP_BODY = re.compile(r"^encoder\.body\.1\.(\d+\.)")
+
+
+def _upgrade_state_dict(state_dict: dict, prefix: str, *args) -> None:
+    """Rename, in place, the keys of checkpoints written before the posterior became a component
+    (their encoders ended in a GaussianHead, and the MLP's body began with a Flatten)."""
+    if f"{prefix}encoder.head.linear.weight" not in state_dict:
+        return
+    for key in list(state_dict):
+        if not key.startswith(prefix):
+            continue
+        local = key[len(prefix):]
+        new = local.replace("encoder.head.linear.", "encoder.head.")
+        new = _LEGACY_MLP_BODY.sub(r"encoder.body.\1", new)
+        if new != local:
+            state_dict[prefix + new] = state_dict.pop(key)

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from vaelab.nets.layers import GaussianHead, make_activation
+from vaelab.nets.layers import make_activation, with_condition
 
 
 def conv_output_sizes(size: int, n_layers: int, kernel_size: int, stride: int,
@@ -30,11 +30,13 @@ def _block(conv: nn.Module, channels: int, batch_norm: bool, activation: str) ->
 
 
 class ConvEncoder(nn.Module):
-    """Strided convs -> flatten -> (mu, logvar); [B, C, H, W] -> 2 x [B, latent_dim]."""
+    """Strided convs -> flatten (and append the condition y) -> linear head: the features a
+    posterior reads; [B, C, H, W] (, [B, condition_dim]) -> [B, out_features]."""
 
-    def __init__(self, image_shape: Sequence[int], latent_dim: int,
+    def __init__(self, image_shape: Sequence[int], out_features: int,
                  channels: Sequence[int] = (32, 64), kernel_size: int = 4, stride: int = 2,
-                 padding: int = 1, batch_norm: bool = False, activation: str = "relu"):
+                 padding: int = 1, batch_norm: bool = False, activation: str = "relu",
+                 condition_dim: int = 0):
         super().__init__()
         c, h, w = image_shape
         heights = conv_output_sizes(h, len(channels), kernel_size, stride, padding)
@@ -45,20 +47,22 @@ class ConvEncoder(nn.Module):
             conv = nn.Conv2d(c_in, c_out, kernel_size, stride, padding, bias=not batch_norm)
             layers += _block(conv, c_out, batch_norm, activation)
         self.body = nn.Sequential(*layers, nn.Flatten())
-        self.head = GaussianHead(channels[-1] * heights[-1] * widths[-1], latent_dim)
+        self.head = nn.Linear(channels[-1] * heights[-1] * widths[-1] + condition_dim,
+                              out_features)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.head(self.body(x))
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(with_condition(self.body(x), y))
 
 
 class ConvDecoder(nn.Module):
-    """z -> linear -> transposed convs that retrace the encoder's sizes; [B, latent_dim] ->
-    [B, out_channels, H, W] (out_channels: the likelihood's parameters, default C)."""
+    """z (with the condition y appended) -> linear -> transposed convs that retrace the
+    encoder's sizes; [B, latent_dim] (, [B, condition_dim]) -> [B, out_channels, H, W]
+    (out_channels: the likelihood's parameters, default C)."""
 
     def __init__(self, image_shape: Sequence[int], latent_dim: int,
                  channels: Sequence[int] = (64, 32), kernel_size: int = 4, stride: int = 2,
                  padding: int = 1, batch_norm: bool = False, activation: str = "relu",
-                 out_channels: int | None = None):
+                 out_channels: int | None = None, condition_dim: int = 0):
         super().__init__()
         c, h, w = image_shape
         out_channels = c if out_channels is None else out_channels
@@ -67,7 +71,7 @@ class ConvDecoder(nn.Module):
         widths = conv_output_sizes(w, len(channels), kernel_size, stride, padding)[::-1]
         _check_sizes(image_shape, heights[::-1], widths[::-1])
         self.project = nn.Sequential(
-            nn.Linear(latent_dim, channels[0] * heights[0] * widths[0]),
+            nn.Linear(latent_dim + condition_dim, channels[0] * heights[0] * widths[0]),
             make_activation(activation),
             nn.Unflatten(1, (channels[0], heights[0], widths[0])),
         )
@@ -86,5 +90,5 @@ class ConvDecoder(nn.Module):
             layers += [conv] if last else _block(conv, c_out, batch_norm, activation)
         self.body = nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.body(self.project(z))
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.body(self.project(with_condition(z, y)))

@@ -24,21 +24,28 @@ def make_activation(name: str) -> nn.Module:
         ) from None
 
 
-class GaussianHead(nn.Module):
-    """Linear map to the posterior parameters; [B, F] -> (mu, logvar), each [B, latent_dim]."""
+class GatedLinear(nn.Module):
+    """h(x) * sigmoid(g(x)) with two linear maps (Dauphin et al. 2017; the VampPrior paper's
+    GatedDense); [B, n_in] -> [B, n_out]."""
 
-    def __init__(self, in_features: int, latent_dim: int):
+    def __init__(self, n_in: int, n_out: int):
         super().__init__()
-        self.linear = nn.Linear(in_features, 2 * latent_dim)
+        self.h = nn.Linear(n_in, n_out)
+        self.g = nn.Linear(n_in, n_out)
 
-    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.linear(h).chunk(2, dim=1)
-        return mu, logvar
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.h(x) * torch.sigmoid(self.g(x))
 
 
-def mlp(sizes: list[int], activation: str) -> nn.Sequential:
-    """Linear layers through `sizes`, each followed by the activation."""
+def mlp(sizes: list[int], activation: str, gated: bool = False) -> nn.Sequential:
+    """Linear layers through `sizes`, each followed by the activation (or gated layers)."""
     layers: list[nn.Module] = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(n_in, n_out), make_activation(activation)]
+        layers += [GatedLinear(n_in, n_out)] if gated else \
+            [nn.Linear(n_in, n_out), make_activation(activation)]
     return nn.Sequential(*layers)
+
+
+def with_condition(h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """Features [B, F] with the condition vector y [B, C] appended (a CVAE's nets see y)."""
+    return h if y is None else torch.cat([h, y.to(h.dtype)], dim=1)

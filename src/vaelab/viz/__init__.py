@@ -5,27 +5,29 @@ from vaelab.viz.grids import (
     interpolate,
     interpolation_grid,
     latent_manifold,
+    latent_quantiles,
     latent_traversal_grid,
-    manifold_values,
     prior_sample_grid,
+    quantile_levels,
     reconstruction_grid,
 )
 from vaelab.viz.images import figure_to_image, save_png
-from vaelab.viz.plots import kl_per_dim_chart, kl_per_dimension, latent_scatter, project_2d
+from vaelab.viz.plots import annotated_grid, kl_per_dim_chart, latent_scatter, project_2d
 
 __all__ = [
     "FIGURES",
     "FigureSet",
+    "annotated_grid",
     "figure_to_image",
     "interpolate",
     "interpolation_grid",
     "kl_per_dim_chart",
-    "kl_per_dimension",
     "latent_manifold",
+    "latent_quantiles",
     "latent_scatter",
     "latent_traversal_grid",
-    "manifold_values",
     "prior_sample_grid",
+    "quantile_levels",
     "project_2d",
     "reconstruction_grid",
     "save_png",

@@ -15,66 +15,116 @@ import torch
 from omegaconf import OmegaConf
 from torch.nn import functional as F
 
-from vaelab.models.latents import encode_images
+from vaelab.models.latents import EncodedImages, encode_images
 from vaelab.viz.grids import (
     check_latent_dims,
     interpolation_grid,
     latent_manifold,
+    latent_quantiles,
     latent_traversal_grid,
     prior_sample_grid,
     reconstruction_grid,
+    sample_grid,
 )
 from vaelab.viz.images import figure_to_image
-from vaelab.viz.plots import kl_per_dim_chart, latent_scatter
+from vaelab.viz.plots import annotated_grid, kl_per_dim_chart, latent_scatter
 
 
 # -- drawing ---------------------------------------------------------------------------------------
 @dataclass
 class Encoded:
-    """Images [N, C, H, W], class ids [N] (or None) and their posterior parameters [N, D]."""
+    """Fixed images [N, C, H, W], their class ids [N] (or None) for colours, their conditions
+    [N, C'] (a conditional model's; else None) and their posteriors."""
 
     images: torch.Tensor
     labels: torch.Tensor | None
-    mu: torch.Tensor
-    logvar: torch.Tensor
+    conditions: torch.Tensor | None
+    codes: EncodedImages
+
+    def condition(self, i: int) -> torch.Tensor | None:
+        return None if self.conditions is None else self.conditions[i]
 
 
 def _reconstructions(model, data: Encoded, num_images: int, ncol: int, padding: int):
-    return reconstruction_grid(model, data.images[:num_images], ncol, padding)
+    y = None if data.conditions is None else data.conditions[:num_images]
+    return reconstruction_grid(model, data.images[:num_images], ncol, padding, y)
 
 
-def _prior_samples(model, data: Encoded, num_samples: int, ncol: int, seed: int, padding: int):
-    return prior_sample_grid(model, num_samples, ncol, seed, padding)
+def _prior_samples(model, data: Encoded, num_samples: int, ncol: int, seed: int, padding: int,
+                   temperature: float):
+    return prior_sample_grid(model, num_samples, ncol, seed, padding, temperature,
+                             rows=condition_rows(model, data, num_samples // ncol or 1))
+
+
+def condition_rows(model, data: Encoded, count: int) -> torch.Tensor | None:
+    """A conditional model's sample rows: one per class (label), else the conditions of the
+    first `count` fixed images; None for an unconditional model."""
+    if data.conditions is None:
+        return None
+    if model.condition == "label":
+        return torch.eye(data.conditions.shape[1], device=data.conditions.device)
+    return data.conditions[:count]
 
 
 def _latent_scatter(model, data: Encoded, num_points: int, method: str, seed: int,
                     figsize: Sequence[float], dpi: int, point_size: float, names=None):
     labels = None if data.labels is None else data.labels[:num_points]
-    return figure_to_image(latent_scatter(data.mu[:num_points], labels, method, seed, figsize,
-                                          dpi, point_size, names))
+    return figure_to_image(latent_scatter(data.codes.means[:num_points], labels, method, seed,
+                                          figsize, dpi, point_size, names))
 
 
-def _latent_manifold(model, data: Encoded, grid_size: int, dims: Sequence[int],
-                     quantiles: Sequence[float], padding: int):
-    return latent_manifold(model, grid_size, dims, quantiles, padding)
+def _pick_dims(dims: Sequence[int] | None, data: Encoded, count: int | None) -> list[int]:
+    """The configured dims, or the most informative (EncodedImages.informative_dims)."""
+    return list(dims) if dims else data.codes.informative_dims()[:count]
+
+
+def _latent_manifold(model, data: Encoded, grid_size: int, dims: Sequence[int] | None,
+                     quantiles: Sequence[float], padding: int, min_width: int):
+    dims = _pick_dims(dims, data, 2)
+    image, values = latent_manifold(model, data.codes, grid_size, dims, quantiles, padding,
+                                    data.condition(0))
+    labels = [[f"{v:.2g}" for v in axis.tolist()] for axis in values]
+    fig = annotated_grid(image, grid_size, grid_size, padding, labels[0], labels[1][::-1],
+                         f"z[{dims[0]}]", f"z[{dims[1]}]",
+                         f"decoded over z[{dims[0]}], z[{dims[1]}] (others at their median)",
+                         min_width)
+    return figure_to_image(fig)
 
 
 def _interpolation(model, data: Encoded, num_pairs: int, steps: int, method: str, padding: int):
     # Consecutive images make the pairs: (0, 1), (2, 3), ...
-    pairs = data.images[: 2 * min(num_pairs, len(data.images) // 2)]
-    return interpolation_grid(model, pairs[0::2], pairs[1::2], steps, method, padding)
+    n = 2 * min(num_pairs, len(data.images) // 2)
+    pairs = data.images[:n]
+    y = None if data.conditions is None else data.conditions[:n]
+    return interpolation_grid(model, pairs[0::2], pairs[1::2], steps, method, padding,
+                              None if y is None else y[0::2], None if y is None else y[1::2])
 
 
 def _latent_traversal(model, data: Encoded, dims: Sequence[int] | None, limits: Sequence[float],
-                      steps: int, base: str, padding: int):
-    z = data.mu[0] if base == "image" else torch.zeros_like(data.mu[0])
-    return latent_traversal_grid(model, z, dims, limits, steps, padding)
+                      steps: int, base: str, padding: int, min_width: int):
+    dims = _pick_dims(dims, data, None)
+    if base == "image":
+        z = data.codes.means[0]
+    else:  # the centre of the latent space: each dim's median (0 under N(0, I))
+        z = latent_quantiles(model, data.codes, torch.tensor([0.5]).double())[0]
+        z = z.to(data.codes.means.device)
+    image, values = latent_traversal_grid(model, z, data.codes, dims, limits, steps, padding,
+                                          data.condition(0))
+    kl = data.codes.kl_per_dim
+    rows = [f"z[{d}]" + (f" {kl[:, d].mean():.1f} nats" if kl is not None else "")
+            for d in dims]
+    cols = [f"{s:+.0f}σ" for s in torch.linspace(limits[0], limits[1], steps).tolist()]
+    fig = annotated_grid(image, len(dims), steps, padding, cols, rows, "position (prior σ)", "",
+                         "each row sweeps one latent dim, the others held fixed", min_width)
+    return figure_to_image(fig)
 
 
 def _kl_per_dim(model, data: Encoded, num_points: int, collapsed_below: float,
                 figsize: Sequence[float], dpi: int):
-    return figure_to_image(kl_per_dim_chart(data.mu[:num_points], data.logvar[:num_points],
-                                            collapsed_below, figsize, dpi))
+    kl = data.codes.kl_per_dim
+    return figure_to_image(kl_per_dim_chart(None if kl is None else kl[:num_points],
+                                            data.codes.means[:num_points], collapsed_below,
+                                            figsize, dpi))
 
 
 #: name -> function(model, encoded images, **options) -> image float [3, H, W].
@@ -89,6 +139,8 @@ FIGURES: dict[str, Callable[..., torch.Tensor]] = {
 }
 #: figures drawn in a latent plane, which a 1-D latent space does not have
 PLANAR = ("latent_scatter", "latent_manifold")
+#: figures that are already drawn at size (matplotlib), not enlarged afterwards
+FRAMED = ("latent_scatter", "latent_manifold", "latent_traversal", "kl_per_dim")
 #: how many fixed images each figure uses, from its options
 IMAGES_NEEDED = {
     "reconstructions": lambda o: o["num_images"],
@@ -129,7 +181,8 @@ class FigureSet:
     def select(self, latent_dim: int) -> list[str]:
         """The figures this latent size allows (warning about the others); bad latent dims in
         the options stop here, before training."""
-        if "latent_manifold" in self.draw and latent_dim >= 2:
+        if "latent_manifold" in self.draw and latent_dim >= 2 and \
+                self.options["latent_manifold"]["dims"]:
             check_latent_dims(self.options["latent_manifold"]["dims"], latent_dim,
                               "latent_manifold.dims", pair=True)
         if "latent_traversal" in self.draw and self.options["latent_traversal"]["dims"]:
@@ -143,15 +196,44 @@ class FigureSet:
                           "dimensions and are not drawn", stacklevel=2)
         return [f for f in self.draw if f not in PLANAR]
 
-    def fixed_images(self, datamodule) -> tuple[torch.Tensor, torch.Tensor]:
-        """The first images of the split as model input [n, C, H, W], with class ids [n]."""
+    def fixed_images(self, datamodule) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The first images of the split as model input [n, C, H, W], with their class ids [n]
+        and labels ([n] or [n, K])."""
         if self._images is None:
             n = max([1] + [IMAGES_NEEDED[f](self.options[f]) for f in self.draw
                            if f in IMAGES_NEEDED])
             images = datamodule.images(self.split)[:n]
-            labels = datamodule.class_labels(datamodule.labels(self.split)[:n])
-            self._images = (datamodule.model_input(images.cpu()), labels.cpu())
+            labels = datamodule.labels(self.split)[:n]
+            self._images = (datamodule.model_input(images.cpu()),
+                            datamodule.class_labels(labels).cpu(), labels.cpu())
         return self._images
+
+    @torch.no_grad()
+    def render_samples(self, model, datamodule, samplers: Mapping
+                       ) -> dict[str, torch.Tensor]:
+        """{"samples_<name>": image float [3, H, W]} for each fitted sampler of `samplers`,
+        laid out as the prior_samples figure (its num_samples, ncol, seed, padding)."""
+        options = self.options["prior_samples"]
+        data = self._encoded(model, datamodule)
+        rows = condition_rows(model, data, options["num_samples"] // options["ncol"] or 1)
+        n = options["ncol"] if rows is not None else options["num_samples"]
+        images = {}
+        for name, sampler in samplers.items():
+            codes = sampler.sample(model, n, torch.Generator().manual_seed(options["seed"]))
+            images[f"samples_{name}"] = upscale(
+                sample_grid(model, codes, options["ncol"], options["padding"], rows).cpu(),
+                self.min_width)
+        return images
+
+    def _encoded(self, model, datamodule) -> Encoded:
+        """The fixed images on the model's device with their conditions and posteriors."""
+        images, classes, labels = (t.to(model.device) for t in self.fixed_images(datamodule))
+        model.setup_data(datamodule)
+        conditions = model.condition_of(labels)
+        generator = torch.Generator(model.device).manual_seed(0)
+        return Encoded(images, classes, conditions,
+                       encode_images(model, images, self.batch_size, conditions=conditions,
+                                     generator=generator))
 
     @torch.no_grad()
     def render(self, model, datamodule, figures: Sequence[str] | None = None
@@ -159,16 +241,19 @@ class FigureSet:
         """{name: image float [3, H, W]} of `figures` (default: what `select` allows), drawn
         in eval mode on the model's device."""
         figures = self.select(model.latent_dim) if figures is None else figures
-        images, labels = (t.to(model.device) for t in self.fixed_images(datamodule))
         was_training = model.training
         model.eval()
         try:
-            mu, logvar = encode_images(model, images, self.batch_size)
-            data = Encoded(images, labels, mu, logvar)
-            options = {**self.options, "latent_scatter": {
-                **self.options["latent_scatter"], "names": datamodule.class_names}}
-            return {name: upscale(FIGURES[name](model, data, **options[name]).cpu(),
-                                  self.min_width)
-                    for name in figures}
+            data = self._encoded(model, datamodule)
+            options = {**self.options,
+                       "latent_scatter": {**self.options["latent_scatter"],
+                                          "names": datamodule.class_names},
+                       "latent_manifold": {**self.options["latent_manifold"],
+                                           "min_width": self.min_width},
+                       "latent_traversal": {**self.options["latent_traversal"],
+                                            "min_width": self.min_width}}
+            drawn = {name: FIGURES[name](model, data, **options[name]).cpu() for name in figures}
+            return {name: image if name in FRAMED else upscale(image, self.min_width)
+                    for name, image in drawn.items()}
         finally:
             model.train(was_training)

@@ -1,4 +1,5 @@
-"""ELBO maths against torch.distributions, and the reparameterisation's gradients."""
+"""The VAE's maths and interface: likelihoods against torch.distributions, the ELBO's terms,
+the reparameterisation's gradients, beta, sampling and reconstruction."""
 
 import math
 
@@ -6,33 +7,9 @@ import pytest
 import torch
 from torch.distributions import Bernoulli, Normal
 
-from vaelab.models import (
-    VAE,
-    BernoulliLikelihood,
-    GaussianLikelihood,
-    gaussian_kl,
-    kl_divergence,
-    reparameterize,
-)
-from vaelab.nets import MLPDecoder, MLPEncoder
-
-
-def test_closed_form_kl_matches_torch_distributions_and_monte_carlo():
-    g = torch.Generator().manual_seed(0)
-    mu = torch.randn(4, 3, generator=g)
-    logvar = torch.randn(4, 3, generator=g) * 0.5
-    q = Normal(mu, torch.exp(0.5 * logvar))
-    p = Normal(torch.zeros(3), torch.ones(3))
-
-    exact = torch.distributions.kl_divergence(q, p).sum(-1)
-    torch.testing.assert_close(kl_divergence(mu, logvar), exact, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(gaussian_kl(mu, logvar).sum(-1), exact, rtol=1e-5, atol=1e-6)
-
-    torch.manual_seed(1)
-    z = q.sample((200_000,))
-    log_ratio = (q.log_prob(z) - p.log_prob(z)).sum(-1)
-    mc, stderr = log_ratio.mean(0), log_ratio.std(0) / math.sqrt(len(z))
-    assert torch.all((mc - exact).abs() < 5 * stderr), (mc, exact, stderr)
+from helpers.models import binary_images, tiny_vae
+from vaelab.models import BernoulliLikelihood, GaussianLikelihood, VampPrior
+from vaelab.models.distributions import gaussian_kl
 
 
 def test_bernoulli_log_prob_matches_torch_distributions():
@@ -57,24 +34,37 @@ def test_learned_gaussian_scale_is_a_parameter_and_fixed_scale_is_not():
     assert list(GaussianLikelihood(learn_scale=False).parameters()) == []
 
 
-def test_reparameterize_has_the_posterior_moments():
-    torch.manual_seed(0)
-    mu = torch.tensor([[1.0, -2.0]]).expand(100_000, 2)
-    logvar = torch.tensor([[0.0, math.log(0.25)]]).expand(100_000, 2)
-    z = reparameterize(mu, logvar)
-    torch.testing.assert_close(z.mean(0), torch.tensor([1.0, -2.0]), atol=0.02, rtol=0)
-    torch.testing.assert_close(z.std(0), torch.tensor([1.0, 0.5]), atol=0.02, rtol=0)
+def test_forward_gives_the_elbo_terms_of_one_posterior_sample():
+    vae, x = tiny_vae(), binary_images(8)
+    torch.manual_seed(1)
+    out = vae(x)
+    q = out["q"]
+    # the sample is mu + sigma * eps with the eps of the global stream
+    torch.manual_seed(1)
+    eps = torch.randn(8, 3)
+    torch.testing.assert_close(out["z"], q.mu + torch.exp(0.5 * q.logvar) * eps)
+    recon = -Bernoulli(logits=vae.decode(out["z"])).log_prob(x).flatten(1).sum(1)
+    torch.testing.assert_close(out["recon"], recon)
+    # closed-form KL(N(mu, sigma^2) || N(0, I)), per dimension and summed
+    torch.testing.assert_close(out["kl_per_dim"], gaussian_kl(q.mu, q.logvar))
+    expected = torch.distributions.kl_divergence(
+        Normal(q.mu, q.stddev), Normal(0.0, 1.0)).sum(1)
+    torch.testing.assert_close(out["kl"], expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out["elbo"], -(out["recon"] + out["kl"]))
 
 
-def make_vae(beta: float = 1.0, shape=(1, 8, 8), latent_dim: int = 3) -> VAE:
-    torch.manual_seed(0)
-    return VAE(MLPEncoder(shape, latent_dim, [16]), MLPDecoder(shape, latent_dim, [16]),
-               BernoulliLikelihood(), latent_dim, optimizer=torch.optim.Adam, beta=beta)
+def test_without_a_closed_form_the_kl_is_log_q_minus_log_p_at_the_sample():
+    vae = tiny_vae(prior=VampPrior(3, (1, 8, 8), num_pseudo_inputs=5))
+    x = binary_images(6)
+    out = vae(x)
+    assert out["kl_per_dim"] is None
+    torch.testing.assert_close(out["kl"], out["q"].log_prob(out["z"])
+                               - vae.prior.log_prob(out["z"]))
 
 
 def test_gradients_reach_the_encoder_through_the_sampled_z():
-    vae = make_vae()
-    x = torch.bernoulli(torch.full((8, 1, 8, 8), 0.3))
+    vae = tiny_vae()
+    x = binary_images(8)
     # The reconstruction term depends on the encoder only through z = mu + sigma * eps.
     vae(x)["recon"].mean().backward()
     grads = [p.grad for p in vae.encoder.parameters()]
@@ -83,10 +73,10 @@ def test_gradients_reach_the_encoder_through_the_sampled_z():
 
 
 def test_beta_scales_only_the_kl_term():
-    x = torch.bernoulli(torch.full((16, 1, 8, 8), 0.3))
+    x = binary_images(16)
     losses, outs = {}, {}
     for beta in (1.0, 4.0):
-        vae = make_vae(beta=beta)
+        vae = tiny_vae(beta=beta)
         torch.manual_seed(1)
         losses[beta] = vae.training_step((x, torch.zeros(16)), 0)
         torch.manual_seed(1)
@@ -98,17 +88,28 @@ def test_beta_scales_only_the_kl_term():
 
 
 def test_nan_loss_raises_a_clear_error():
-    vae = make_vae()
+    vae = tiny_vae()
     x = torch.full((4, 1, 8, 8), float("nan"))
     with pytest.raises(FloatingPointError, match="lower model.optimizer.lr"):
         vae.training_step((x, torch.zeros(4)), 0)
 
 
 def test_sample_and_reconstruct_decode_prior_draws_and_posterior_means():
-    vae = make_vae()
+    vae = tiny_vae()
     samples = vae.sample(6, generator=torch.Generator().manual_seed(0))
     z = torch.randn(6, vae.latent_dim, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(samples, torch.sigmoid(vae.decode(z)))
     x = torch.rand(5, 1, 8, 8)
-    torch.testing.assert_close(vae.reconstruct(x), torch.sigmoid(vae.decode(vae.encode(x)[0])))
+    torch.testing.assert_close(vae.reconstruct(x),
+                               torch.sigmoid(vae.decode(vae.posterior(x).mean)))
     assert not torch.equal(samples, vae.sample(6, generator=torch.Generator().manual_seed(1)))
+    cold = vae.sample(6, generator=torch.Generator().manual_seed(0), temperature=0.5)
+    torch.testing.assert_close(cold, torch.sigmoid(vae.decode(0.5 * z)))
+
+
+def test_bits_per_dim_are_the_negative_elbo_in_bits():
+    vae, x = tiny_vae(), binary_images(8)
+    torch.manual_seed(0)
+    _, values, out = vae.batch_values(x)
+    bpd = values[:, vae.metric_names.index("bpd")]
+    torch.testing.assert_close(bpd, -out["elbo"] / (64 * math.log(2)))
