@@ -1,6 +1,5 @@
-"""Config values that no component can check until too late: one-line errors naming the key and
-its valid range, raised before anything is built."""
-
+"""One-line errors for config values, naming the key and its valid range (a leaf: the models,
+the data and the run's config checks use it)."""
 
 
 def check_number(key: str, value, low: float, integer: bool = False) -> None:
