@@ -84,3 +84,31 @@ def test_attr_on_a_cvae_shows_the_conditional_way_beside_the_vector(cvae, tmp_pa
         tmp_path / "attr"))
     figure = Image.open(paths["figure"])
     assert figure.width > 2 * figure.height  # two panels side by side
+
+
+def test_attribute_conditions_of_factor_data_are_every_factor_one_hot(tmp_path):
+    """model.condition=attributes on the rendered sprites: the condition length comes from the
+    data config (3 shapes + 3 scales + 2 orientations + 4 + 4 positions), the vectors are each
+    factor's one-hot, a step trains, and setting shape:heart keeps each factor one-hot."""
+    from hydra.utils import instantiate
+
+    from conftest import FAST
+
+    cfg = compose_config("train", [
+        *FAST, "data=sprites", f"data.cache_dir={tmp_path / 'cache'}", "data.image_size=16",
+        "data.scales=3", "data.orientations=2", "data.positions=4", "data.val_size=20",
+        "data.test_size=20", "model.condition=attributes", "model.latent_dim=3",
+        "model.encoder.hidden_dims=[32]", "model.decoder.hidden_dims=[32]"], tmp_path / "run")
+    assert cfg.model.condition_dim == 3 + 3 + 2 + 4 + 4
+    data, model = instantiate(cfg.data), instantiate(cfg.model)
+    data.setup()
+    model.setup_data(data, fitting=True)
+    labels = data.labels("train")[:8]
+    y = model.condition_of(labels)
+    assert y.shape == (8, 16) and torch.equal(y.sum(1), torch.full((8,), 5.0))
+    assert torch.equal(y[:, :3].argmax(1), labels[:, 0])  # the shape block
+    loss = model.training_step((data.model_input(data.images("train")[:8]), labels), 0)
+    assert torch.isfinite(loss)
+    hearts = with_attribute(data.attribute_names, y, "shape:heart", None, exclusive=False)
+    assert torch.equal(hearts[:, :3], torch.tensor([[0.0, 0.0, 1.0]]).expand(8, 3))
+    assert torch.equal(hearts[:, 3:], y[:, 3:])
