@@ -79,12 +79,9 @@ def job_dirname(overrides: Sequence[str], exclude_keys: Sequence[str],
 
 def sweep_group(task_name: str) -> str | None:
     """`<task_name>/<sweep folder>` inside a Hydra multirun (shared by its jobs), else None."""
-    if not HydraConfig.initialized():
+    if not multirun():
         return None
-    hydra_cfg = HydraConfig.get()
-    if hydra_cfg.mode != RunMode.MULTIRUN:
-        return None
-    return f"{task_name}/{Path(hydra_cfg.sweep.dir).name}"
+    return f"{task_name}/{Path(HydraConfig.get().sweep.dir).name}"
 
 
 def named_output_dir() -> bool:
@@ -93,6 +90,22 @@ def named_output_dir() -> bool:
         return True
     given = HydraConfig.get().overrides.hydra
     return any(o.startswith(("hydra.run.dir=", "hydra.sweep.dir=")) for o in given)
+
+
+def multirun() -> bool:
+    """Whether this process runs a Hydra multirun's jobs."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def continue_hint(run_dir: str | Path, new: bool = False) -> str:
+    """The overrides that continue this run: `hydra.run.dir=<run> resume=auto`, or for a
+    multirun job `hydra.sweep.dir=<sweep> resume=auto` (each job continues in its own folder);
+    new=True: the option that chooses another directory."""
+    if new:
+        return "hydra.sweep.dir" if multirun() else "hydra.run.dir"
+    if multirun():
+        return f"hydra.sweep.dir={HydraConfig.get().sweep.dir} resume=auto"
+    return f"hydra.run.dir={run_dir} resume=auto"
 
 
 def param_channels(likelihood: DictConfig, image_shape: Sequence[int]) -> int:
@@ -112,6 +125,14 @@ def param_channels(likelihood: DictConfig, image_shape: Sequence[int]) -> int:
     return cls.param_channels(image_shape[0], **options)
 
 
+def eval_dir(ckpt_path: str | None, fallback: str) -> str:
+    """Where vaelab-eval writes by default: <run>/eval for a checkpoint file of <run>, else
+    `fallback` (a missing or mistyped ckpt_path makes no folder beside it)."""
+    if ckpt_path and Path(str(ckpt_path)).expanduser().is_file():
+        return str(Path(run_dir_of(ckpt_path)) / "eval")
+    return fallback
+
+
 def basename(path: str | None) -> str | None:
     return None if path is None else Path(path).name
 
@@ -119,13 +140,12 @@ def basename(path: str | None) -> str | None:
 def register_resolvers() -> None:
     """Resolvers the configs use: ${vaelab.job_dirname:..} (job folder names),
     ${vaelab.sweep_group:${task_name}}, ${vaelab.join:${tags}}, ${vaelab.basename:..},
-    ${vaelab.run_dir_of:${ckpt_path}} (where vaelab-eval writes) and ${vaelab.param_channels:..}
-    (a decoder's output channels)."""
+    ${vaelab.eval_dir:..} (where vaelab-eval writes) and ${vaelab.param_channels:..} (a decoder's
+    output channels)."""
     OmegaConf.register_new_resolver("vaelab.job_dirname", job_dirname, replace=True)
     OmegaConf.register_new_resolver("vaelab.basename", basename, replace=True)
     OmegaConf.register_new_resolver("vaelab.sweep_group", sweep_group, replace=True)
-    OmegaConf.register_new_resolver("vaelab.run_dir_of", lambda p: str(run_dir_of(p)),
-                                    replace=True)
+    OmegaConf.register_new_resolver("vaelab.eval_dir", eval_dir, replace=True)
     OmegaConf.register_new_resolver("vaelab.param_channels", param_channels, replace=True)
     OmegaConf.register_new_resolver("vaelab.join", lambda items: ",".join(map(str, items)),
                                     replace=True)
