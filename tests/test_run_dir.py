@@ -7,6 +7,7 @@ import re
 import shutil
 import signal
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -130,7 +131,10 @@ def test_a_moved_run_continues_with_its_own_best_checkpoint(make_cfg, tmp_path):
     shutil.move(tmp_path / "before", moved)
     best = {p.name for p in (moved / "checkpoints").glob("epoch_*.ckpt")}
     # a finished run, resumed: it only tests again, its best checkpoint found where it is now
-    tested = train(make_cfg([*RUN, "trainer.max_epochs=2", "resume=auto"], output_dir=moved))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tested = train(make_cfg([*RUN, "trainer.max_epochs=2", "resume=auto"], output_dir=moved))
+    assert not [w for w in caught if "dirpath has changed" in str(w.message)]
     assert Path(tested["tested_checkpoint"]) == moved / "checkpoints" / best.pop()
     metrics = train(make_cfg([*RUN, "trainer.max_epochs=3", "resume=auto"], output_dir=moved))
     assert Path(metrics["tested_checkpoint"]).parent == moved / "checkpoints"

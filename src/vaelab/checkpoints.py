@@ -250,19 +250,22 @@ class RunModelCheckpoint(ModelCheckpoint):
 
 
 def relocated(state: dict, dirpath: str | None) -> dict:
-    """A ModelCheckpoint state with its paths moved into `dirpath`, when its own folder no
-    longer holds its files and `dirpath` does (the run moved); else `state` unchanged."""
-    best = state.get("best_model_path") or state.get("last_model_path")
-    if not dirpath or not best or state.get("dirpath") == dirpath or Path(best).is_file() \
-            or not (Path(dirpath) / Path(best).name).is_file():
+    """A ModelCheckpoint state with its paths moved into `dirpath` when that folder holds the
+    files the state names (or, naming none, any checkpoint): the run was moved or copied and
+    continues there. A state loaded into a new run's empty folder stays as it is."""
+    here = Path(dirpath) if dirpath else None
+    if here is None or state.get("dirpath") == dirpath or not here.is_dir():
+        return state
+    paths = ("best_model_path", "kth_best_model_path", "last_model_path")
+    names = {Path(p).name for p in [*(state.get(k) for k in paths),
+                                    *state.get("best_k_models", {})] if p}
+    if not (all((here / n).is_file() for n in names) if names else any(here.glob("*.ckpt"))):
         return state
 
     def moved(path):
-        return str(Path(dirpath) / Path(path).name) if path else path
+        return str(here / Path(path).name) if path else path
 
-    return {**state, "dirpath": dirpath,
-            **{key: moved(state.get(key))
-               for key in ("best_model_path", "kth_best_model_path", "last_model_path")},
+    return {**state, "dirpath": dirpath, **{key: moved(state.get(key)) for key in paths},
             "best_k_models": {moved(k): v for k, v in state.get("best_k_models", {}).items()}}
 
 
@@ -330,9 +333,8 @@ def resume_from(run: RunDir, ckpt_path: str | None, resume: str | None,
             return None
         log.info(f"resume=auto: continuing from {newest}")
         return str(newest)
-    if ckpt_path:
-        load_checkpoint(checkpoint_file(ckpt_path), mmap=True)  # refuse an unsafe or damaged
-        # file before anything
+    if ckpt_path:  # an unsafe or damaged file is refused before anything
+        load_checkpoint(checkpoint_file(ckpt_path), mmap=True)
     refuse_other_runs(run, ckpt_path)
     return ckpt_path
 

@@ -237,14 +237,13 @@ class Attempt:
         self.rank_zero = console.global_rank() == 0
         self.lock = RunLock(run)
         self.started = False
-        self._made_dir = False
+        #: the directory held nothing (but a record of an attempt that never started)
         self._fresh = False
         #: set by the caller when the attempt stops on SIGTERM: where its checkpoint is
         self.interrupt_checkpoint: Path | None = None
 
     def __enter__(self) -> "Attempt":
         if self.rank_zero:
-            self._made_dir = not self.run.path.exists()
             # an earlier attempt that never started left failed.json alone: no result of its own
             earlier = [name for name in self.run.contents() if name != FAILED]
             if earlier and self.fresh_only:
@@ -287,9 +286,6 @@ class Attempt:
             console.close_log_file()
             if self.rank_zero:
                 self.lock.release(remove=self._fresh and not self.started)
-                if self._made_dir and not self.started:
-                    with suppress(OSError):
-                        self.run.path.rmdir()  # only when empty: nothing was recorded
 
     def _record(self, error: BaseException) -> None:
         """failed.json for an attempt that started, or that failed in a new directory."""
