@@ -5,6 +5,7 @@ import json
 import os
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -35,6 +36,25 @@ def test_last_checkpoint_is_the_final_epoch_even_when_the_metric_stopped_improvi
     assert sorted(p.name for p in checkpoints.glob("*.ckpt")) == ["epoch_001.ckpt", "last.ckpt"]
     assert ckpt(checkpoints / "last.ckpt")["global_step"] == 6 * STEPS_PER_EPOCH
     assert ckpt(checkpoints / "epoch_001.ckpt")["global_step"] == STEPS_PER_EPOCH
+
+
+class LastCheckpointSteps(L.Callback):
+    """Test helper: the optimiser step last.ckpt holds at the end of every epoch."""
+
+    seen: list = []
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        path = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+        self.seen.append(ckpt(path)["global_step"] if path.exists() else None)
+
+
+def test_last_checkpoint_is_written_after_every_epoch(make_cfg):
+    """Issue 21 item 2: Lightning 2.6 resets the epoch's batch counter after the hook that
+    saved last.ckpt, so it was written only when that counter happened to be 0."""
+    LastCheckpointSteps.seen = []
+    train(make_cfg([*RUN, "trainer.max_epochs=4", "callbacks.step_checkpoint=null", "test=false",
+                    "+callbacks.watch._target_=test_checkpoints.LastCheckpointSteps"]))
+    assert LastCheckpointSteps.seen == [None, 20, 40, 60]  # at each epoch's end, the last one's
 
 
 class RunsCode:
@@ -81,12 +101,21 @@ def test_a_file_that_is_not_a_checkpoint_says_so(tmp_path):
         load_checkpoint(path)
 
 
-def test_resume_auto_names_a_corrupt_last_checkpoint_and_the_intact_ones(make_cfg, tmp_path):
+def test_resume_auto_skips_a_corrupt_last_checkpoint_and_continues_from_an_intact_one(
+        make_cfg, tmp_path, caplog):
     train(make_cfg([*RUN, "trainer.max_epochs=1", "test=false"]))
-    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    checkpoints = tmp_path / "run" / "checkpoints"
+    last = checkpoints / "last.ckpt"
     last.write_bytes(last.read_bytes()[:1000])  # a truncated file
-    with pytest.raises(CheckpointError, match=r"last\.ckpt.*epoch_001\.ckpt"):
-        train(make_cfg([*RUN, "trainer.max_epochs=2", "resume=auto"]))
+    with caplog.at_level("INFO"):
+        metrics = train(make_cfg([*RUN, "trainer.max_epochs=2", "resume=auto", "test=false"]))
+    assert "skipping damaged checkpoints: last.ckpt" in caplog.text
+    assert f"continuing from {checkpoints / 'epoch_001.ckpt'}" in caplog.text
+    assert ckpt(last)["global_step"] == 2 * STEPS_PER_EPOCH and metrics["val/elbo"] < 0
+    for path in checkpoints.glob("*.ckpt"):  # nothing intact left: refused, naming the files
+        path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"every checkpoint in .* is damaged"):
+        train(make_cfg([*RUN, "trainer.max_epochs=3", "resume=auto"]))
 
 
 def test_resume_auto_in_a_new_directory_says_it_starts_afresh(make_cfg, caplog):

@@ -61,3 +61,36 @@ def test_a_local_config_written_naturally_sets_top_level_keys(tmp_path):
     cfg = compose_config("train", [f"hydra.searchpath=[file://{tmp_path / 'extra'}]"], tmp_path)
     assert cfg.paths.data_dir == "/my/datasets" and list(cfg.tags) == ["laptop"]
     assert "local" not in cfg
+
+
+@pytest.mark.parametrize("command, args, key", [
+    ("evaluate", [], "ckpt_path="),
+    ("viz", [], "ckpt_path="),
+    ("attr", ["ckpt_path=x.ckpt"], "attribute="),
+])
+def test_a_command_without_its_required_options_says_so_in_one_line_and_writes_nothing(
+        tmp_path, command, args, key):
+    """Issue 22 items 11 and 18: vaelab-eval printed 134 lines of Hydra's traceback; refused
+    commands left run folders behind."""
+    out = cli(tmp_path, command, *args, expect_ok=False)
+    errors = [line for line in out.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and key in errors[0], out
+    assert "Traceback" not in out
+    left = [p for p in (tmp_path / "outputs").rglob("*") if p.is_file() or not any(p.iterdir())]
+    assert not [p for p in left if "runs/" in str(p.relative_to(tmp_path))], left
+
+
+def test_a_mistyped_checkpoint_makes_no_evaluation_folder_beside_it(tmp_path):
+    typo = tmp_path / "runs" / "typo" / "checkpoints" / "last.ckpt"
+    cfg = compose_config("eval", [f"ckpt_path={typo}"], tmp_path / "out")
+    assert cfg.hydra.run.dir.startswith("./outputs/eval/runs/")  # not runs/typo/eval/
+
+
+def test_ddp_ranks_that_lightning_launched_report_an_error_in_one_line_each(tmp_path):
+    """Issue 21 item 10: the ranks Lightning started printed full tracebacks."""
+    out = run_command(tmp_path, ["vaelab", "train", "trainer=ddp_sim", "data.batch_size=63",
+                                 "callbacks.progress=null", "logger=none"], expect_ok=False,
+                      timeout=300)
+    assert "Traceback" not in out, out[-3000:]
+    lines = [line for line in out.splitlines() if "must divide evenly over 2 devices" in line]
+    assert any("[rank 1]" in line for line in lines), out[-3000:]

@@ -51,19 +51,26 @@ def test_a_run_into_a_file_prints_progress_lines_and_its_log_holds_them(tmp_path
         assert line in log
 
 
-def test_an_error_prints_one_line_and_the_log_keeps_the_traceback(tmp_path):
+def test_an_error_prints_one_line_and_its_record_keeps_the_traceback(tmp_path):
     """On stderr, so a terminal shows it when stdout goes to a file."""
     out, err = run_command(tmp_path, ["vaelab", "train", "model.latent_dim=0"],
                            expect_ok=False, split_stderr=True)
     assert err.strip().endswith("ERROR: ValueError: model.latent_dim=0: give a whole number >= 1")
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in out + err
-    log = (run_dir_of(out) / "train.log").read_text()
-    assert "Traceback (most recent call last)" in log and "model.latent_dim=0" in log
+    record = json.loads((run_dir_of(out) / "failed.json").read_text())
+    assert "Traceback (most recent call last)" in record["traceback"]
+    assert "model.latent_dim=0" in record["message"]
 
 
 @pytest.mark.parametrize("override, message", [
     ("model.beta=abc", "model.beta='abc': give a number >= 0"),
+    ("model.beta=inf", "model.beta=inf: give a finite number >= 0"),
     ("model.latent_dim=-2", "model.latent_dim=-2: give a whole number >= 1"),
+    ("model.encoder.hidden_dims=[0]", "model.encoder.hidden_dims[0]=0: give a whole number >= 1"),
+    ("model.optimizer.lr=abc", "model.optimizer.lr='abc': give a number >= 0"),
+    ("seed=abc", "seed='abc': give a whole number between 0 and 4294967295"),
+    ("seed=-1", "seed=-1: give a whole number between 0 and 4294967295"),
+    ("data.batch_size=2.5", "data.batch_size=2.5: give a whole number >= 1"),
     ("data.val_size=0", "data.val_size=0: give a count of images >= 1 or a fraction in (0, 1)"),
     ("trainer.max_epochs=0", "trainer.max_epochs=0: give a whole number >= 1"),
 ])
@@ -73,6 +80,14 @@ def test_bad_values_stop_before_training_with_the_key_and_its_range(make_cfg, ov
 
     with pytest.raises(ValueError, match=re.escape(message)):
         train(make_cfg([override, "logger=none"]))
+
+
+@pytest.mark.parametrize("experiment", ["mnist_conv", "burda_vae", "sprites_factor_vae",
+                                        "celeba_vae"])
+def test_the_shipped_recipes_pass_the_config_checks(make_cfg, experiment):
+    from vaelab.config_checks import check_train_config
+
+    check_train_config(make_cfg([f"experiment={experiment}"]))
 
 
 def test_switching_the_progress_bar_off_removes_every_bar(make_cfg):

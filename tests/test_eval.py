@@ -53,9 +53,12 @@ def test_eval_writes_every_metric_beside_the_run(make_cfg, iwae_checkpoint, tmp_
     assert metrics["test/nll"] < -metrics["test/elbo"]
     assert metrics["test/nll_bpd"] == pytest.approx(metrics["test/nll"] / (64 * math.log(2)))
 
-    # An evaluation never overwrites an earlier one.
-    with pytest.raises(FileExistsError, match="earlier evaluation"):
+    # An evaluation never overwrites an earlier one, and keeps its config and log beside it.
+    with pytest.raises(FileExistsError, match="holds the files of an earlier command"):
         evaluate(cfg)
+    first = run_dir / "eval" / "first"
+    assert (first / "config_resolved.yaml").is_file() and (first / ".hydra").is_dir()
+    assert "decodes" in (first / "eval.log").read_text()
 
 
 def test_eval_reproduces_the_test_elbo_of_training(make_cfg, tmp_path):
@@ -72,6 +75,26 @@ def test_eval_of_a_missing_checkpoint_says_what_to_pass(make_cfg, tmp_path):
     cfg = make_cfg([f"ckpt_path={tmp_path / 'nope.ckpt'}"], name="eval")
     with pytest.raises(FileNotFoundError, match="checkpoints/last.ckpt"):
         evaluate(cfg)
+    cfg = make_cfg([f"ckpt_path={tmp_path}"], name="eval")  # a folder
+    with pytest.raises(IsADirectoryError, match=f"ckpt_path={tmp_path} is a folder"):
+        evaluate(cfg)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_eval_refusals_leave_nothing_and_unwritable_folders_say_which_option(make_cfg,
+                                                                             tmp_path):
+    train(make_cfg(["trainer.max_epochs=1", "logger=none", "test=false"]))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    out = tmp_path / "eval"
+    with pytest.raises(ValueError, match="needs data with ground-truth factors"):
+        evaluate(make_cfg([f"ckpt_path={ckpt}", "disentanglement.enabled=true"], name="eval",
+                          output_dir=out))
+    assert not out.exists()  # refused before its folder was taken
+    (tmp_path / "a_file").write_text("")  # a folder that cannot be made, as a read-only one
+    with pytest.raises(PermissionError, match=r"cannot write the run directory .* "
+                                              r"hydra\.run\.dir=<folder>"):
+        evaluate(make_cfg([f"ckpt_path={ckpt}", "fid.enabled=false"], name="eval",
+                          output_dir=tmp_path / "a_file" / "x"))
 
 
 def test_the_nll_subset_has_its_own_elbo_from_the_same_samples(make_cfg, tmp_path):
@@ -87,6 +110,20 @@ def test_the_nll_subset_has_its_own_elbo_from_the_same_samples(make_cfg, tmp_pat
     assert metrics["val/elbo"] < 0
 
 
+def test_eval_reads_the_runs_own_data_before_the_environments(make_cfg, mnist_root, tmp_path,
+                                                             monkeypatch):
+    """Issue 21: with VAELAB_DATA_DIR set, vaelab-eval looked there instead of in the folder the
+    run was trained from, then said the data was not where the run was trained from."""
+    train(make_cfg(["data=mnist", f"data.data_dir={mnist_root}", "data.val_size=20",
+                    "data.batch_size=16", "trainer.max_epochs=1", "logger=none", "test=false"]))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    monkeypatch.setenv("VAELAB_DATA_DIR", str(tmp_path / "elsewhere"))
+    quick = [f"ckpt_path={ckpt}", "fid.enabled=false", "iwae.num_samples=2", "logger=none"]
+    assert evaluate(make_cfg(quick, name="eval", output_dir=tmp_path / "e1"))["test/elbo"] < 0
+    mnist_root.rename(tmp_path / "elsewhere")  # the run's folder is gone: the environment's
+    assert evaluate(make_cfg(quick, name="eval", output_dir=tmp_path / "e2"))["test/elbo"] < 0
+
+
 def test_eval_of_moved_data_names_its_own_option(make_cfg, mnist_root, tmp_path):
     train(make_cfg(["data=mnist", f"data.data_dir={mnist_root}", "data.val_size=20",
                     "data.batch_size=16", "trainer.max_epochs=1", "logger=none", "test=false"]))
@@ -96,7 +133,8 @@ def test_eval_of_moved_data_names_its_own_option(make_cfg, mnist_root, tmp_path)
     with pytest.raises(FileNotFoundError, match=r"data_dir=<folder>") as error:
         evaluate(cfg)
     assert "data.data_dir" not in str(error.value)
-    assert not (tmp_path / "eval" / "metrics.json").exists()
+    # failed in its own folder, once the checkpoint loaded: the one small record
+    assert [p.name for p in (tmp_path / "eval").iterdir()] == ["failed.json"]
 
 
 def test_eval_on_two_processes_agrees_with_one(make_cfg, tmp_path):

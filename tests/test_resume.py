@@ -121,6 +121,33 @@ def test_sigkilled_run_resumes_from_its_last_checkpoint(train_cli, make_cfg, tmp
     assert ckpt(last)["global_step"] == 2 * STEPS_PER_EPOCH
 
 
+def test_a_run_killed_after_epoch_k_resumes_from_epoch_k_like_the_uninterrupted_run(
+        train_cli, make_cfg, tmp_path):
+    """Issue 21 item 2: killed (SIGKILL) after its 2nd epoch, a run without step checkpoints
+    loses nothing of epochs 1-2, and resume=auto (plateau scheduler included, which Lightning
+    steps after the epoch-end checkpoints) repeats the uninterrupted run."""
+    run_dir = tmp_path / "killed"
+    epochs = [*RUN, "callbacks.step_checkpoint=null", "model/scheduler=plateau",
+              "model.scheduler.patience=0", "test=false"]
+    proc = train_cli([*epochs, "trainer.max_epochs=50", f"hydra.run.dir={run_dir}"], wait=False)
+    for line in proc.stdout:
+        if "epoch 3/50 done" in line:  # epoch 2 ended, and epoch 3's start saved last.ckpt
+            break
+    proc.kill()
+    proc.communicate()
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert ckpt(last)["global_step"] >= 2 * STEPS_PER_EPOCH
+
+    resumed = train(make_cfg([*epochs, "trainer.max_epochs=4", "resume=auto"],
+                             output_dir=run_dir))
+    whole = train(make_cfg([*epochs, "trainer.max_epochs=4"], output_dir=tmp_path / "whole"))
+    assert_same_run(resumed, whole, keys=("val/elbo", "train/loss"))
+    a, b = (ckpt(d / "checkpoints" / "last.ckpt") for d in (run_dir, tmp_path / "whole"))
+    assert a["lr_schedulers"] == b["lr_schedulers"]
+    assert a["optimizer_states"][0]["param_groups"][0]["lr"] == \
+        b["optimizer_states"][0]["param_groups"][0]["lr"]
+
+
 def test_loader_resumes_mid_epoch_where_training_stopped():
     images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1)
     done = {"n": 0}

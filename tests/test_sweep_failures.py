@@ -4,14 +4,17 @@ checkpoint passed on the command line."""
 import csv
 import json
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from vaelab.report import main as report_main
 from vaelab.sweep import collect_jobs, read_job
+from vaelab.train import train
 
 pytestmark = pytest.mark.integration
 
@@ -96,3 +99,74 @@ def test_a_sweep_jobs_checkpoint_can_be_passed_as_ckpt_path(train_cli, tmp_path)
                                  "callbacks.progress=null"])
     assert "test/nll" in out
     assert list((job / "eval").glob("*/metrics.json"))
+
+
+@pytest.fixture
+def finished_job(make_cfg, tmp_path) -> Path:
+    """A finished one-epoch run, to copy into hand-made sweeps as their jobs."""
+    train(make_cfg(["logger=none", "model.latent_dim=2", "callbacks.latent_viz=null",
+                    "trainer.max_epochs=1"], output_dir=tmp_path / "finished"))
+    return tmp_path / "finished"
+
+
+def as_job(run: Path, sweep: Path, num: int, name: str) -> Path:
+    """A copy of `run` as job `num` of `sweep`."""
+    job = sweep / f"{num}_{name}"
+    shutil.copytree(run, job)
+    OmegaConf.save({"hydra": {"job": {"num": num}}}, job / ".hydra" / "hydra.yaml")
+    return job
+
+
+def test_the_report_marks_bad_jobs_damaged_and_goes_on(finished_job, tmp_path):
+    """Issue 21 item 9: one truncated checkpoint or unreadable config stopped the report."""
+    sweep = tmp_path / "sweep"
+    as_job(finished_job, sweep, 0, "good")
+    truncated = as_job(finished_job, sweep, 1, "truncated")
+    best = next((truncated / "checkpoints").glob("epoch_*.ckpt"))
+    best.write_bytes(best.read_bytes()[:500])
+    (as_job(finished_job, sweep, 2, "yaml") / "config_resolved.yaml").write_text("model: [1\n")
+    rows = report_rows_with_model(sweep)
+    assert rows["0"]["status"] == "completed" and int(rows["0"]["active_units"]) >= 0
+    assert rows["1"]["status"] == "damaged" and best.name in rows["1"]["error"]
+    assert rows["2"]["status"] == "damaged" and "config_resolved.yaml" in rows["2"]["error"]
+    assert report_rows(sweep)["2"]["status"] == "damaged"  # --no-model: the same
+
+
+def report_rows_with_model(sweep: Path) -> dict[str, dict]:
+    report_main([str(sweep), "--samples", "0"])
+    with open(sweep / "report" / "sweep.csv") as f:
+        return {row["num"]: row for row in csv.DictReader(f)}
+
+
+def test_the_report_opens_checkpoints_only_inside_the_sweep(finished_job, tmp_path):
+    """Issue 21 item 1: a job's metrics.json could name a checkpoint anywhere on disk."""
+    sweep = tmp_path / "sweep"
+    job = as_job(finished_job, sweep, 0, "elsewhere")
+    outside = tmp_path / "outside.ckpt"
+    shutil.move(next((job / "checkpoints").glob("epoch_*.ckpt")), outside)
+    metrics = json.loads((job / "metrics.json").read_text())
+    metrics["tested_checkpoint"] = metrics["best_checkpoint"] = str(outside)
+    (job / "metrics.json").write_text(json.dumps(metrics))
+    row = report_rows_with_model(sweep)["0"]
+    assert row["status"] == "completed" and not row.get("active_units")  # never loaded
+
+
+def test_a_new_sweep_into_an_earlier_sweeps_folder_changes_nothing(train_cli, finished_job,
+                                                                  tmp_path):
+    """Issue 21 item 11: the rerun trained its new jobs beside the old ones and rewrote
+    multirun.yaml, and advised hydra.run.dir instead of hydra.sweep.dir."""
+    sweep = tmp_path / "sweep"
+    as_job(finished_job, sweep, 0, "latent_dim-2")
+    (sweep / "multirun.yaml").write_text("hydra:\n  mode: MULTIRUN\n")
+    before = sorted(str(p.relative_to(sweep)) for p in sweep.rglob("*"))
+    out = train_cli(["-m", *TINY, "model.latent_dim=2,3", "trainer.max_epochs=1",
+                     f"hydra.sweep.dir={sweep}"], expect_ok=False)
+    assert f"hydra.sweep.dir={sweep} holds an earlier sweep's jobs" in out
+    assert "resume=auto" in out and "Traceback" not in out
+    assert sorted(str(p.relative_to(sweep)) for p in sweep.rglob("*")) == before
+    assert (sweep / "multirun.yaml").read_text() == "hydra:\n  mode: MULTIRUN\n"
+    # continuing it (resume=auto) is what the folder is for
+    from vaelab.sweep import SweepGuard
+
+    SweepGuard().on_multirun_start(OmegaConf.create({"resume": "auto", "hydra": {
+        "sweep": {"dir": str(sweep)}}}))

@@ -78,7 +78,10 @@ def test_failed_jobs_are_recorded_and_the_rest_finish(tmp_path, multirun):
     assert rows["0"]["status"] == "completed" and float(rows["0"]["elbo"]) < 0
     assert rows["1"]["status"] == "failed"
     assert "FloatingPointError" in rows["1"]["error"] and "nan" in rows["1"]["error"]
-    assert rows["2"]["status"] == "failed" and "Invalid learning rate" in rows["2"]["error"]
+    assert rows["2"]["status"] == "failed" and "model.optimizer.lr=-1" in rows["2"]["error"]
+    # refused before it started: its folder holds the one small record the report reads
+    assert [p.name for p in next(sweep.glob("2_*")).iterdir()] == ["failed.json"]
+    assert "model.optimizer.lr=-1" in rows["2"]["overrides"]
     assert rows["3"]["status"] == "incomplete" and not rows["3"]["error"]
     markdown = (sweep / "report" / "sweep.md").read_text()
     assert "## Failed jobs" in markdown and "FloatingPointError" in markdown
@@ -156,10 +159,15 @@ def test_a_job_resumed_after_failing_counts_as_completed(tmp_path):
 OBJECTIVES = {"BetaTCVAE": "model.beta", "FactorVAE": "model.objective.gamma"}
 
 
+#: the checkpoint that training tested in the hand-made jobs
+TESTED = "epoch_002.ckpt"
+
+
 def write_job(sweep: Path, num: int, objective: str, strength: float, seed: int,
               evals: dict[str, dict] = (), latent_dim: int = 10) -> Path:
     """A completed job: .hydra/, config_resolved.yaml, metrics.json, and eval/<name>/metrics.json
-    for each of `evals` (written in order, so the last is the newest)."""
+    for each of `evals` (written in order, so the last is the newest; of the tested checkpoint
+    unless the record names its ckpt_path)."""
     key = OBJECTIVES[objective]
     job = sweep / f"{num}_{objective}-{strength}_seed-{seed}"
     (job / ".hydra").mkdir(parents=True)
@@ -172,11 +180,13 @@ def write_job(sweep: Path, num: int, objective: str, strength: float, seed: int,
         "objective": {"_target_": f"vaelab.models.objectives.{objective}"}}})
     OmegaConf.update(config, key, strength)
     OmegaConf.save(config, job / "config_resolved.yaml")
+    tested = str(job / "checkpoints" / TESTED)
     write_json(job / "metrics.json", {"test/elbo": -30.0 - strength, "test/recon": 20.0 + strength,
-                                      "test/kl": 10.0 - strength / 10})
+                                      "test/kl": 10.0 - strength / 10,
+                                      "tested_checkpoint": tested})
     for i, (name, record) in enumerate(dict(evals).items()):
         (job / "eval" / name).mkdir(parents=True)
-        write_json(job / "eval" / name / "metrics.json", record)
+        write_json(job / "eval" / name / "metrics.json", {"ckpt_path": tested, **record})
         os.utime(job / "eval" / name / "metrics.json", (1000 + i, 1000 + i))
     return job
 
@@ -254,6 +264,24 @@ def test_report_splits_lines_by_other_swept_settings_not_by_seed(tmp_path):
     rows = build_report(sweep, tmp_path / "out", with_model=False)
     assert line_labels(rows, ["model.latent_dim", "seed"]) == \
         ["FactorVAE, latent_dim=4"] * 2 + ["FactorVAE, latent_dim=10"] * 2
+
+
+def test_report_pairs_only_numbers_of_the_same_checkpoint(tmp_path):
+    """Issue 21 item 12: ELBO from training's test of the best checkpoint, disentanglement from
+    an evaluation of last.ckpt, in one row."""
+    sweep = tmp_path / "sweep"
+    last = {"ckpt_path": "somewhere/checkpoints/last.ckpt", **scores(0.9), "test/elbo": -50.0,
+            "test/recon": 45.0, "test/kl": 5.0}
+    # job 0: the tested checkpoint evaluated, then last.ckpt (newer); job 1: last.ckpt only
+    write_job(sweep, 0, "FactorVAE", 10, 0, {"a": scores(0.2), "b": last})
+    write_job(sweep, 1, "FactorVAE", 10, 1, {"b": last})
+    report_main([str(sweep), "--no-model"])
+    rows = {int(r["num"]): r for r in read_table(sweep)}
+    assert rows[0]["checkpoint"] == TESTED and float(rows[0]["mig"]) == 0.2
+    assert float(rows[0]["elbo"]) == -40.0  # training's, of the same checkpoint
+    assert rows[1]["checkpoint"] == "last.ckpt" and float(rows[1]["mig"]) == 0.9
+    assert (float(rows[1]["elbo"]), float(rows[1]["kl"])) == (-50.0, 5.0)  # last.ckpt's own
+    assert "| checkpoint |" in (sweep / "report" / "sweep.md").read_text()
 
 
 def test_report_without_disentanglement_metrics_adds_no_figures(tmp_path):

@@ -4,6 +4,7 @@ import pytest
 from PIL import Image
 
 from vaelab.configs import compose_config
+from vaelab.run_dir import RunDir, RunDirLocked, RunLock
 from vaelab.train import train
 from vaelab.visualize import visualize
 from vaelab.viz import FIGURES
@@ -31,3 +32,14 @@ def test_vaelab_viz_writes_every_figure_from_a_checkpoint(make_cfg, tmp_path):
                                     tmp_path / "some"))
     assert sorted(some) == ["kl_per_dim", "latent_scatter"]
     assert sorted(p.name for p in (tmp_path / "some" / "figures").iterdir()) == sorted(some)
+
+    # issue 22 item 7: one lifecycle for every command, training's (run_dir.Attempt)
+    viz = tmp_path / "some"
+    assert (viz / "config_resolved.yaml").is_file() and (viz / ".hydra").is_dir()
+    assert "figures written under" in (viz / "viz.log").read_text()
+    drawn = {p: p.read_bytes() for p in viz.rglob("*.png")}
+    with pytest.raises(FileExistsError, match="never written over"):
+        visualize(compose_config("viz", [f"ckpt_path={ckpt}", "figures.draw=[kl_per_dim]"], viz))
+    assert {p: p.read_bytes() for p in viz.rglob("*.png")} == drawn
+    with RunLock(RunDir(tmp_path / "busy")), pytest.raises(RunDirLocked, match="in use by PID"):
+        visualize(compose_config("viz", [f"ckpt_path={ckpt}"], tmp_path / "busy"))

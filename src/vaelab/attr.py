@@ -13,10 +13,13 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from vaelab.checkpoints import load_run, setup_run_data
+from vaelab import interrupts
+from vaelab.atomic import atomic_path
+from vaelab.checkpoints import command_attempt, load_command_run
 from vaelab.console import configure_console, log
 from vaelab.models.latents import decode_means, posterior_means
 from vaelab.viz.attribute import attribute_sweep_figure
+from vaelab.viz.images import save_figure
 
 
 def find_column(names: Sequence[str], name: str | int) -> int:
@@ -137,19 +140,27 @@ def images_to_show(datamodule, split: str, attribute: str | int, source: str | i
 
 
 def attribute_vector_figure(cfg: DictConfig) -> dict[str, Path]:
-    """Compute, save (.pt) and draw (.png) the attribute vector; returns both paths."""
-    output_dir = Path(cfg.paths.output_dir)
+    """Compute, save (.pt) and draw (.png) the attribute vector, as an attempt like training's
+    (run_dir.Attempt); returns both paths."""
+    configure_console()
+    with interrupts.handled():
+        _, model, datamodule = load_command_run(cfg, "attr")
+        model.to(_device(cfg.device))
+        with command_attempt(cfg, datamodule) as attempt:
+            attempt.start()
+            with interrupts.during("computing the attribute vector"):
+                paths = write_attribute_vector(cfg, model, datamodule, attempt.run.path)
+            attempt.finish({"ckpt_path": str(cfg.ckpt_path),
+                            **{name: str(path) for name, path in paths.items()}})
+    return paths
+
+
+def write_attribute_vector(cfg: DictConfig, model, datamodule, output_dir: Path
+                           ) -> dict[str, Path]:
+    """The vector (attr_<tag>.pt) and its figure (attr_<tag>.png) in output_dir."""
     tag = f"{cfg.source}_to_{cfg.attribute}" if cfg.source is not None else f"{cfg.attribute}"
     tag = re.sub(r"[^A-Za-z0-9._-]", "-", tag)  # shape:heart -> shape-heart, a portable name
     paths = {"vector": output_dir / f"attr_{tag}.pt", "figure": output_dir / f"attr_{tag}.png"}
-    existing = [str(p) for p in paths.values() if p.exists()]
-    if existing:
-        raise FileExistsError(f"{', '.join(existing)} already exist: choose a new hydra.run.dir")
-
-    configure_console()
-    _, model, datamodule = load_run(cfg.ckpt_path, data_dir=cfg.get("data_dir"))
-    model.to(_device(cfg.device))
-    setup_run_data(datamodule)
     model.setup_data(datamodule)
     generator = torch.Generator().manual_seed(cfg.seed)
     vector, counts = attribute_vector(model, datamodule, cfg.split, cfg.attribute, cfg.source,
@@ -169,14 +180,13 @@ def attribute_vector_figure(cfg: DictConfig) -> dict[str, Path]:
             model, x, y, with_attribute(condition_names(model, datamodule), y, cfg.attribute,
                                         cfg.source, exclusive=model.condition == "label"),
             cfg.alphas), f"condition: y + α · (y with {cfg.attribute} − y), z fixed"))
-
-    output_dir.mkdir(parents=True, exist_ok=True)
-    torch.save({"vector": vector.cpu(), "attribute": str(cfg.attribute),
-                "source": None if cfg.source is None else str(cfg.source), **counts,
-                "split": cfg.split, "ckpt_path": str(cfg.ckpt_path),
-                "shown": shown, "alphas": list(cfg.alphas)}, paths["vector"])
+    with atomic_path(paths["vector"]) as tmp:
+        torch.save({"vector": vector.cpu(), "attribute": str(cfg.attribute),
+                    "source": None if cfg.source is None else str(cfg.source), **counts,
+                    "split": cfg.split, "ckpt_path": str(cfg.ckpt_path),
+                    "shown": shown, "alphas": list(cfg.alphas)}, tmp)
     fig = attribute_sweep_figure(x, panels, list(cfg.alphas), f"{cfg.show_split} images")
-    fig.savefig(paths["figure"])
+    save_figure(fig, paths["figure"])
     log.info(f"wrote {paths['vector']} and {paths['figure']}")
     return paths
 

@@ -4,12 +4,14 @@ one line on the console (its traceback goes to the log file), and a failed multi
 not stop the sweep.
 
 A DDP rank that Lightning launched (it re-runs the command line) runs its parent job's config
-instead of composing a new run directory (vaelab.distributed).
+instead of composing a new run directory (vaelab.distributed), and reports an error in one line
+too. SIGTERM and SIGINT stop every command from its first moment (vaelab.interrupts).
 """
 
 import gc
 import sys
 from collections.abc import Callable
+from importlib import import_module
 from typing import TypeVar
 
 import hydra
@@ -17,9 +19,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from vaelab import interrupts
 from vaelab.configs import CONFIG_DIR
 from vaelab.console import configure_console, report_error
 from vaelab.distributed import is_launched_rank, launched_rank_config
+from vaelab.interrupts import Interrupted
+from vaelab.run_dir import remove_if_empty
+from vaelab.validation import check_required
 
 T = TypeVar("T")
 
@@ -30,12 +36,19 @@ class JobFailed(RuntimeError):
 
 def run_task(task: Callable[[], T]) -> T:
     """Run a Hydra task function: a single run that fails prints the error's message and exits
-    with status 1; in a multirun the error goes back to Hydra, which runs the other jobs."""
+    with status 1; in a multirun the error goes back to Hydra, which runs the other jobs. A
+    signal stops the process (status 128 + its number). The run folder Hydra made is removed
+    when the command left nothing in it."""
     try:
-        return task()
-    except Exception as error:
+        with interrupts.handled():
+            return task()
+    except (Exception, Interrupted) as error:
         configure_console()
         report_error(error)
+        if HydraConfig.initialized():
+            remove_if_empty(HydraConfig.get().runtime.output_dir)
+        if isinstance(error, Interrupted):
+            raise
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
             raise JobFailed(f"{type(error).__name__}: {error}") from None
         sys.exit(1)
@@ -53,25 +66,47 @@ def _train(cfg: DictConfig) -> float | None:
     return run_task(lambda: optimized_metric(cfg, train(cfg)))
 
 
+def run_checked(cfg: DictConfig, command: str, load: Callable[[], Callable]) -> None:
+    """run_task of the function `load()` returns, once the command's required options are
+    checked: a missing one answers at once, before torch and Lightning load."""
+    def task():
+        check_required(cfg, command)
+        return load()(cfg)
+
+    run_task(task)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
 def _eval(cfg: DictConfig) -> None:
-    from vaelab.eval import evaluate
-
-    run_task(lambda: evaluate(cfg))
+    run_checked(cfg, "eval", lambda: import_module("vaelab.eval").evaluate)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="viz")
-def viz(cfg: DictConfig) -> None:
-    from vaelab.visualize import visualize
-
-    run_task(lambda: visualize(cfg))
+def _viz(cfg: DictConfig) -> None:
+    run_checked(cfg, "viz", lambda: import_module("vaelab.visualize").visualize)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="attr")
-def attr(cfg: DictConfig) -> None:
-    from vaelab.attr import attribute_vector_figure
+def _attr(cfg: DictConfig) -> None:
+    run_checked(cfg, "attr", lambda: import_module("vaelab.attr").attribute_vector_figure)
 
-    run_task(lambda: attribute_vector_figure(cfg))
+
+def command(main: Callable[[], None]) -> None:
+    """Run a console command with vaelab's signal handling from its first moment (Hydra's
+    config composition included): a signal exits with 128 + its number and one line."""
+    with interrupts.handled():
+        try:
+            main()
+        except Interrupted as error:
+            configure_console()
+            report_error(error)
+            raise
+
+
+def launched_rank(task: Callable[[DictConfig], object]) -> None:
+    """A DDP rank that Lightning launched runs its parent's job config; an error is one line
+    (its rank's), as in the parent."""
+    run_task(lambda: task(launched_rank_config()))
 
 
 def train() -> None:
@@ -79,9 +114,9 @@ def train() -> None:
     if is_launched_rank():
         from vaelab.train import train as train_run
 
-        train_run(launched_rank_config())
+        command(lambda: launched_rank(train_run))
     else:
-        _train()
+        command(_train)
 
 
 def evaluate() -> None:
@@ -89,13 +124,23 @@ def evaluate() -> None:
     if is_launched_rank():
         from vaelab.eval import evaluate as evaluate_run
 
-        evaluate_run(launched_rank_config())
+        command(lambda: launched_rank(evaluate_run))
     else:
-        _eval()
+        command(_eval)
+
+
+def viz() -> None:
+    """vaelab-viz."""
+    command(_viz)
+
+
+def attr() -> None:
+    """vaelab-attr."""
+    command(_attr)
 
 
 def report(argv: list[str] | None = None) -> None:
     """vaelab-report."""
     from vaelab.report import main
 
-    main(argv)
+    command(lambda: main(argv))

@@ -14,11 +14,10 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vaelab.run_dir import run_dir_of
+from vaelab.run_dir import multirun, run_dir_of
 from vaelab.schemas import register_schemas
 
 _PACKAGED = Path(__file__).resolve().parent / "conf"
@@ -86,12 +85,9 @@ def job_dirname(overrides: Sequence[str], exclude_keys: Sequence[str],
 
 def sweep_group(task_name: str) -> str | None:
     """`<task_name>/<sweep folder>` inside a Hydra multirun (shared by its jobs), else None."""
-    if not HydraConfig.initialized():
+    if not multirun():
         return None
-    hydra_cfg = HydraConfig.get()
-    if hydra_cfg.mode != RunMode.MULTIRUN:
-        return None
-    return f"{task_name}/{Path(hydra_cfg.sweep.dir).name}"
+    return f"{task_name}/{Path(HydraConfig.get().sweep.dir).name}"
 
 
 def named_output_dir() -> bool:
@@ -143,6 +139,14 @@ def condition_dim(condition: str | None, data: DictConfig) -> int:
     return cls.condition_size(condition, OmegaConf.to_container(data, resolve=True))
 
 
+def eval_dir(ckpt_path: str | None, fallback: str) -> str:
+    """Where vaelab-eval writes by default: <run>/eval for a checkpoint file of <run>, else
+    `fallback` (a missing or mistyped ckpt_path makes no folder beside it)."""
+    if ckpt_path and Path(str(ckpt_path)).expanduser().is_file():
+        return str(Path(run_dir_of(ckpt_path)) / "eval")
+    return fallback
+
+
 def basename(path: str | None) -> str | None:
     return None if path is None else Path(path).name
 
@@ -150,14 +154,13 @@ def basename(path: str | None) -> str | None:
 def register_resolvers() -> None:
     """Resolvers the configs use: ${vaelab.job_dirname:..} (job folder names),
     ${vaelab.sweep_group:${task_name}}, ${vaelab.join:${tags}}, ${vaelab.basename:..},
-    ${vaelab.run_dir_of:${ckpt_path}} (where vaelab-eval writes), ${vaelab.param_channels:..}
-    (a decoder's output channels), ${vaelab.posterior_features:..} (an encoder's) and
+    ${vaelab.eval_dir:..} (where vaelab-eval writes), ${vaelab.param_channels:..} (a decoder's
+    output channels), ${vaelab.posterior_features:..} (an encoder's) and
     ${vaelab.condition_dim:..} (a conditional model's condition length)."""
     OmegaConf.register_new_resolver("vaelab.job_dirname", job_dirname, replace=True)
     OmegaConf.register_new_resolver("vaelab.basename", basename, replace=True)
     OmegaConf.register_new_resolver("vaelab.sweep_group", sweep_group, replace=True)
-    OmegaConf.register_new_resolver("vaelab.run_dir_of", lambda p: str(run_dir_of(p)),
-                                    replace=True)
+    OmegaConf.register_new_resolver("vaelab.eval_dir", eval_dir, replace=True)
     OmegaConf.register_new_resolver("vaelab.param_channels", param_channels, replace=True)
     OmegaConf.register_new_resolver("vaelab.posterior_features", posterior_features,
                                     replace=True)

@@ -28,6 +28,7 @@ _QUIET = (
     r".*litlogger.*",
     r".*already configured with model summary.*",
     r"`weights_only` was not set, defaulting to `False`.*",  # on saving: the full state, as meant
+    r".*Received SIGTERM: \d+",  # vaelab says which signal arrived and what it does
 )
 
 
@@ -153,7 +154,8 @@ def open_log_file(path: Path) -> None:
     if _file is None or _file.target is not None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    target = logging.FileHandler(path, mode="a", encoding="utf-8")
+    # backslashreplace: a file name that is not UTF-8 (undecodable bytes) is logged, escaped
+    target = logging.FileHandler(path, mode="a", encoding="utf-8", errors="backslashreplace")
     target.setFormatter(_file.formatter)
     _file.setTarget(target)
     _file.flushLevel = logging.DEBUG  # from now on, straight through

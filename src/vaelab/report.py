@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from vaelab.run_dir import EVAL, METRICS
+from vaelab.run_dir import CHECKPOINTS, EVAL, METRICS
 from vaelab.sweep import Job, collect_jobs
 
 #: the states a job can be in, in the order the report counts them
@@ -19,6 +19,10 @@ STATES = ("completed", "failed", "interrupted", "damaged", "incomplete", "not ru
 
 #: Columns of the Markdown table, after the job's name, status, beta and swept parameters.
 SUMMARY = ("elbo", "recon", "kl", "active_units")
+#: The ELBO's terms, which the report takes from one checkpoint per job
+TERMS = ("elbo", "recon", "kl")
+#: the final weights of a run (LastCheckpoint saves them when training ends)
+LAST = "last.ckpt"
 
 #: The disentanglement metrics vaelab-eval writes as test/<name> (data with factors).
 DISENTANGLEMENT = ("beta_vae_score", "factor_vae_score", "mig", "dci_disentanglement",
@@ -65,21 +69,47 @@ def job_strength(job: Job) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def disentanglement_metrics(job: Job) -> dict:
-    """{name: value} of DISENTANGLEMENT from the newest vaelab-eval of the job that has them
-    (<job>/eval/<date_time>/metrics.json), else from the job's own metrics; {} if none."""
-    records = [job.metrics]
-    for path in sorted((job.path / EVAL).glob(f"*/{METRICS}"), key=lambda p: p.stat().st_mtime):
+def evaluations(job: Job) -> list[dict]:
+    """The job's vaelab-eval records (<job>/eval/<date_time>/metrics.json) with disentanglement
+    metrics, newest first; damaged or half-written ones are left out."""
+    records = []
+    for path in (job.path / EVAL).glob(f"*/{METRICS}"):
         try:
-            records.append(json.loads(path.read_text()))
+            record = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError, OSError):
             continue  # a damaged or half-written evaluation: the others still count
-    for record in reversed(records):
-        found = {name: record[f"test/{name}"] for name in DISENTANGLEMENT
-                 if isinstance(record, dict) and f"test/{name}" in record}
-        if found:
-            return found
-    return {}
+        if isinstance(record, dict) and any(f"test/{m}" in record for m in DISENTANGLEMENT):
+            records.append((path.stat().st_mtime, record))
+    return [record for _, record in sorted(records, key=lambda r: r[0], reverse=True)]
+
+
+def checkpoint_name(recorded) -> str:
+    """The file name of a recorded checkpoint; the final weights are last.ckpt's."""
+    name = Path(str(recorded or "")).name
+    return name if name.endswith(".ckpt") else LAST
+
+
+def paired_numbers(job: Job, stage: str) -> dict:
+    """The row's checkpoint and the numbers that come from that one checkpoint: training's
+    elbo, recon and kl (of the checkpoint it tested; validated: the final weights, last.ckpt)
+    with the newest vaelab-eval of the same checkpoint; when only other checkpoints were
+    evaluated, the newest of those, its own ELBO, recon and KL replacing training's (test
+    stage only: its numbers are test numbers)."""
+    own = checkpoint_name(job.metrics.get("tested_checkpoint") if stage == "test" else LAST)
+    row = {"checkpoint": own, **{n: job.metrics.get(f"{stage}/{n}") for n in TERMS}}
+    candidates = [job.metrics, *evaluations(job)]
+    same = [r for r in candidates if r is job.metrics or checkpoint_name(r.get("ckpt_path")) == own]
+    chosen = next((r for r in same if scores_of(r)), None)
+    if chosen is None and stage == "test" and len(candidates) > 1:
+        chosen = candidates[1]
+        row.update(checkpoint=checkpoint_name(chosen.get("ckpt_path")),
+                   **{n: chosen.get(f"test/{n}") for n in TERMS})
+    return {**row, **(scores_of(chosen) if chosen is not None else {})}
+
+
+def scores_of(record: dict) -> dict:
+    """{name: value} of the DISENTANGLEMENT metrics a metrics record holds."""
+    return {name: record[f"test/{name}"] for name in DISENTANGLEMENT if f"test/{name}" in record}
 
 
 def line_labels(rows: list[dict], swept: list[str]) -> list[str]:
@@ -109,29 +139,25 @@ def report_stage(jobs: list[Job]) -> str:
     return "test" if done and all("test/elbo" in j.metrics for j in done) else "val"
 
 
-def best_checkpoint(job: Job) -> Path | None:
-    """The job's best checkpoint, found in the job folder even if the sweep was moved."""
-    recorded = job.metrics.get("best_checkpoint")
-    if not recorded:
+def checkpoint_in_sweep(job: Job, name: str, sweep: Path) -> Path | None:
+    """<job>/checkpoints/<name> when it is a file inside the sweep's folder (found there even if
+    the sweep was moved); a path that a job's records name anywhere else is never opened."""
+    path = job.path / CHECKPOINTS / Path(name).name
+    if not path.is_file() or not path.resolve().is_relative_to(Path(sweep).resolve()):
         return None
-    for path in (job.path / "checkpoints" / Path(recorded).name, Path(recorded)):
-        if path.is_file():
-            return path
-    return None
+    return path
 
 
-def model_columns(job: Job, data_dir: str | None, n_samples: int, seed: int) -> tuple[dict, object]:
-    """Active units on the val split, and n_samples prior samples, from the best checkpoint."""
+def model_columns(ckpt: Path, data_dir: str | None, n_samples: int, seed: int,
+                  trust_config: bool) -> tuple[dict, object]:
+    """Active units on the val split, and n_samples prior samples, from checkpoint `ckpt`."""
     import torch
 
     from vaelab.checkpoints import load_run, setup_run_data
     from vaelab.metrics.active_units import active_units
     from vaelab.models.latents import posterior_means
 
-    ckpt = best_checkpoint(job)
-    if ckpt is None:
-        return {}, None
-    _, model, datamodule = load_run(ckpt, data_dir=data_dir)
+    _, model, datamodule = load_run(ckpt, data_dir=data_dir, trust_config=trust_config)
     setup_run_data(datamodule, "validate")
     model.setup_data(datamodule)
     codes = posterior_means(model, datamodule.images("val"), datamodule.eval_batch_size,
@@ -170,7 +196,8 @@ def job_label(row: dict, swept: list[str]) -> str:
 
 
 def build_report(multirun_dir: Path, out_dir: Path, data_dir: str | None = None,
-                 n_samples: int = 8, with_model: bool = True, seed: int = 0) -> list[dict]:
+                 n_samples: int = 8, with_model: bool = True, seed: int = 0,
+                 trust_config: bool = False) -> list[dict]:
     """Write sweep.csv, sweep.md and the figures to out_dir; returns the table's rows."""
     jobs = collect_jobs(multirun_dir)
     stage, swept = report_stage(jobs), swept_keys(jobs)
@@ -182,16 +209,25 @@ def build_report(multirun_dir: Path, out_dir: Path, data_dir: str | None = None,
                "kl_schedule": str(job.select("model.kl_schedule._target_", "")).rsplit(".")[-1],
                "objective": job_objective(job), "strength": job_strength(job),
                "latent_dim": job.select("model.latent_dim"),
-               **{k: overrides.get(k) for k in swept},
-               **{name: job.metrics.get(f"{stage}/{name}") for name in ("elbo", "recon", "kl")}}
+               **{k: overrides.get(k) for k in swept}}
+        paired = paired_numbers(job, stage) if job.status == "completed" else \
+            {n: job.metrics.get(f"{stage}/{n}") for n in TERMS}
+        row.update({n: paired.pop(n) for n in TERMS})
         if with_model and job.status == "completed":
-            columns, images = model_columns(job, data_dir, n_samples, seed)
+            ckpt = checkpoint_in_sweep(job, paired["checkpoint"], multirun_dir)
+            try:
+                columns, images = model_columns(ckpt, data_dir, n_samples, seed, trust_config) \
+                    if ckpt else ({}, None)
+            except FileNotFoundError:  # the data moved: every job's, said once by main()
+                raise
+            except Exception as error:  # a truncated, crafted or unloadable checkpoint
+                job.status, job.error = "damaged", f"{ckpt.name}: {type(error).__name__}: {error}"
+                row["status"], columns, images = "damaged", {}, None
             row.update(columns)
             if images is not None:
                 samples[job.path.name] = images
         row.update({k: v for k, v in sorted(job.metrics.items()) if k != "best_checkpoint"})
-        if job.status == "completed":
-            row.update(disentanglement_metrics(job))
+        row.update(paired)
         row.update(error=job.error, overrides=" ".join(job.overrides), path=str(job.path))
         rows.append(row)
 
@@ -209,6 +245,7 @@ def build_report(multirun_dir: Path, out_dir: Path, data_dir: str | None = None,
 def draw_figures(rows: list[dict], swept: list[str], stage: str, samples: dict,
                  out_dir: Path) -> list[str]:
     """The PNGs for the completed jobs; returns their file names."""
+    from vaelab.viz.images import save_figure
     from vaelab.viz.sweep_plots import metric_vs_beta, rate_distortion, sample_rows
 
     done = [r for r in rows if r["status"] == "completed"
@@ -236,7 +273,7 @@ def draw_figures(rows: list[dict], swept: list[str], stage: str, samples: dict,
         figures["samples.png"] = sample_rows([samples[r["job"]] for r in labelled],
                                              [job_label(r, swept) for r in labelled])
     for name, fig in figures.items():
-        fig.savefig(out_dir / name, dpi=120)
+        save_figure(fig, out_dir / name, dpi=120)
     return list(figures)
 
 
@@ -271,6 +308,7 @@ def write_markdown(multirun_dir: Path, out_dir: Path, rows: list[dict], swept: l
     objectives = {r["objective"] for r in rows if r["objective"]}
     columns = ["num", "status", "beta", *(["objective"] if len(objectives) > 1 else []),
                *(["strength"] if scored else []), *[k for k in swept if k != "model.beta"],
+               *(["checkpoint"] if scored else []),
                *[c for c in SUMMARY if any(r.get(c) is not None for r in rows)], *scored]
     parts = [
         f"# Sweep report: {multirun_dir}",
@@ -280,10 +318,13 @@ def write_markdown(multirun_dir: Path, out_dir: Path, rows: list[dict], swept: l
            "split (Burda et al.), from the best checkpoint." if "active_units" in columns
            else ".")
         + (" The disentanglement metrics (disentanglement_lib's definitions, README) come from "
-           "each job's newest vaelab-eval (<job>/eval/<date_time>/metrics.json; sweep.csv has "
-           "them all); strength is the objective's regularisation weight (beta; FactorVAE's "
-           "gamma; DIP-VAE's lambda_od). Blank: not evaluated yet, run vaelab-eval "
-           "ckpt_path=<job>/checkpoints/last.ckpt." if scored else ""),
+           "the newest vaelab-eval (<job>/eval/<date_time>/metrics.json; sweep.csv has them "
+           "all) of the checkpoint that training tested; each row's numbers come from the one "
+           "checkpoint its checkpoint column names (where only another checkpoint was "
+           "evaluated, its evaluation's elbo, recon and kl too). strength is the objective's "
+           "regularisation weight (beta; FactorVAE's gamma; DIP-VAE's lambda_od). Blank: not "
+           "evaluated yet, run vaelab-eval ckpt_path=<job>/checkpoints/<the tested_checkpoint "
+           "of the job's metrics.json>." if scored else ""),
         markdown_table(rows, columns, {"num": "job"}),
     ]
     failed = [r for r in rows if r["status"] in ("failed", "interrupted", "damaged")]
@@ -322,11 +363,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the prior samples")
     parser.add_argument("--no-model", action="store_true",
                         help="skip loading checkpoints (no active units, no samples)")
+    parser.add_argument("--trust-checkpoint-config", action="store_true",
+                        help="build the jobs' models from their checkpoints' stored configs "
+                             "without checking them (only for sweeps whose files you trust: "
+                             "README, 'What vaelab trusts')")
     args = parser.parse_args(argv)
     out = args.out or args.multirun_dir / "report"
     try:
         rows = build_report(args.multirun_dir, out, data_dir=args.data_dir,
-                            n_samples=args.samples, with_model=not args.no_model, seed=args.seed)
+                            n_samples=args.samples, with_model=not args.no_model, seed=args.seed,
+                            trust_config=args.trust_checkpoint_config)
     except FileNotFoundError as error:  # no such sweep, or its data moved: say so, no traceback
         parser.error(str(error))
     print(f"{len(rows)} jobs -> {out / 'sweep.md'}, {out / 'sweep.csv'}")

@@ -15,13 +15,16 @@ import json
 import os
 import socket
 import traceback
+from contextlib import suppress
 from datetime import datetime, timezone
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab import console
+from vaelab.atomic import atomic_path
 
 CONFIG = "config_resolved.yaml"
 METRICS = "metrics.json"
@@ -33,12 +36,14 @@ HYDRA = ".hydra"
 LOCK = ".lock"
 #: written by Lightning's OnExceptionCheckpoint when an attempt stops on an exception (SIGTERM)
 INTERRUPTED = "interrupted"
-#: the files an attempt writes once; continuing a run in place keeps the earlier copies
-ATTEMPT_FILES = (CONFIG, METRICS, FAILED)
 
 
 class RunDirLocked(RuntimeError):
     """Another live process is using this run directory."""
+
+
+class RunDirRefused(FileExistsError):
+    """The directory holds another command's results, which are never written over."""
 
 
 class RunDir:
@@ -80,15 +85,17 @@ class RunDir:
     def has_checkpoints(self) -> bool:
         return self.checkpoints.is_dir() and any(self.checkpoints.glob("*.ckpt"))
 
-    def has_results(self) -> bool:
-        """True when an earlier attempt left checkpoints or final metrics here."""
-        return self.has_checkpoints() or self.metrics.exists()
+    def contents(self) -> list[str]:
+        """The names in the directory but the lock (none when it does not exist)."""
+        if not self.path.is_dir():
+            return []
+        return sorted(p.name for p in self.path.iterdir() if p.name != LOCK)
 
-    def keep_earlier_attempt(self) -> list[Path]:
-        """Rename the previous attempt's files (metrics.json -> metrics.attempt1.json, ...) so
+    def set_aside(self, *names: str) -> list[Path]:
+        """Rename an earlier attempt's files (metrics.json -> metrics.attempt1.json, ...) so
         that continuing a run in place never overwrites them; returns the new names."""
         kept = []
-        for name in ATTEMPT_FILES:
+        for name in names:
             path = self.path / name
             if not path.exists():
                 continue
@@ -118,8 +125,13 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise PermissionError(
+                err.errno, f"cannot write the run directory {self.path.parent} "
+                f"({err.strerror}): choose a writable one with hydra.run.dir=<folder>") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -134,8 +146,12 @@ class RunLock:
         os.pwrite(fd, f"PID {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         self._fd = fd
 
-    def release(self) -> None:
+    def release(self, remove: bool = False) -> None:
+        """Release the lock; `remove` deletes its file too (a directory this process made and
+        leaves without results)."""
         if self._fd is not None:
+            if remove:
+                self.path.unlink(missing_ok=True)
             os.close(self._fd)  # closing releases the flock
             self._fd = None
 
@@ -147,23 +163,39 @@ class RunLock:
         self.release()
 
 
+def remove_if_empty(path: str | Path) -> None:
+    """Delete a run folder that holds nothing: Hydra makes it before the command runs, and a
+    command refused before writing anything leaves no folder behind."""
+    with suppress(OSError):
+        Path(path).rmdir()  # fails unless the folder is empty
+
+
 def write_json(path: Path, record: dict) -> None:
     """Write `record` as JSON through a temporary file, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
 
 
-def failure_record(error: BaseException, checkpoint: Path | None = None) -> dict:
-    """What failed.json holds: the error, its traceback, and for an interrupted run (SIGTERM)
+def failure_record(error: BaseException, checkpoint: Path | None = None,
+                   started: bool = True) -> dict:
+    """What failed.json holds: the error, its traceback, whether the attempt had started (data
+    loaded, checkpoint restored), which multirun job it was, and for an interrupted run (SIGTERM)
     where its checkpoint is."""
+    from hydra.core.hydra_config import HydraConfig
+
     record = {
         "error_type": type(error).__name__,
         "message": str(error),
         "traceback": "".join(traceback.format_exception(error)),
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "interrupted": isinstance(error, SystemExit),
+        "started": started,
     }
+    if HydraConfig.initialized():
+        hydra_cfg = HydraConfig.get()
+        record["overrides"] = list(hydra_cfg.overrides.task)
+        if hydra_cfg.job.get("num") is not None:
+            record["job_num"] = hydra_cfg.job.num
     if checkpoint is not None:
         record["checkpoint"] = str(checkpoint)
     return record
@@ -190,40 +222,50 @@ def write_config_files(run: RunDir, cfg: DictConfig) -> None:
 
 
 class Attempt:
-    """One attempt at a run in its directory (rank 0 only does any of this).
+    """One attempt of a command (vaelab-train, -eval, -viz, -attr) in its run directory; rank 0
+    only does any of this.
 
-    Entering locks the directory. A fresh directory is written to at once; one that holds an
-    earlier attempt's results is left untouched until `start()` (called when training really
-    starts: data loaded, checkpoint restored), which moves the earlier files aside. An attempt
-    that fails after starting (or in a fresh directory) leaves failed.json.
+    Entering locks the directory, and writes nothing else: the attempt `start()`s once its
+    checks have passed and its inputs are loaded (training: data loaded, checkpoint restored),
+    and only then writes its config files and log (an earlier attempt's config_resolved.yaml
+    and failed.json moved aside). `finish()` writes metrics.json (an earlier one moved aside).
+    An attempt that fails after starting leaves failed.json; one that fails before leaves a
+    finished run exactly as it was, and a new directory holding failed.json alone (the one
+    small record that vaelab-report and the user need). With `fresh_only`, a directory that
+    holds anything is refused: eval, viz and attr never write into an earlier result.
     """
 
-    def __init__(self, run: RunDir, cfg: DictConfig):
-        self.run, self.cfg = run, cfg
+    def __init__(self, run: RunDir, cfg: DictConfig, fresh_only: bool = False):
+        self.run, self.cfg, self.fresh_only = run, cfg, fresh_only
         self.rank_zero = console.global_rank() == 0
         self.lock = RunLock(run)
         self.started = False
+        #: the directory held nothing (but a record of an attempt that never started)
+        self._fresh = False
         #: set by the caller when the attempt stops on SIGTERM: where its checkpoint is
         self.interrupt_checkpoint: Path | None = None
 
     def __enter__(self) -> "Attempt":
         if self.rank_zero:
+            # an earlier attempt that never started left failed.json alone: no result of its own
+            earlier = [name for name in self.run.contents() if name != FAILED]
+            if earlier and self.fresh_only:
+                raise RunDirRefused(
+                    f"{self.run.path} holds the files of an earlier command "
+                    f"({', '.join(earlier[:5])}): they are never written over. Choose a new "
+                    "hydra.run.dir (the default is always new)")
+            self._fresh = not earlier
             self.lock.acquire()
             console.buffer_log_file()
-            try:
-                if not self.run.has_results():
-                    self.start()
-            except BaseException as error:
-                self.__exit__(type(error), error, error.__traceback__)
-                raise
         return self
 
     def start(self) -> None:
-        """Take the directory: earlier attempt's files aside, the config and log written."""
+        """Take the directory: earlier attempt's config and failure aside, config and log
+        written."""
         if self.started or not self.rank_zero:
             return
         self.started = True
-        kept = self.run.keep_earlier_attempt()
+        kept = self.run.set_aside(CONFIG, FAILED)
         write_config_files(self.run, self.cfg)
         console.open_log_file(self.run.log(self.cfg.task_name))
         if kept:
@@ -231,21 +273,41 @@ class Attempt:
                              + ", ".join(p.name for p in kept))
 
     def finish(self, metrics: dict) -> None:
-        """Write metrics.json (after moving an earlier attempt's aside, if still needed)."""
+        """Write metrics.json (an earlier attempt's kept as metrics.attempt<N>.json)."""
         if self.rank_zero:
             self.start()
+            self.run.set_aside(METRICS)
             write_json(self.run.metrics, metrics)
 
     def __exit__(self, exc_type, error, tb) -> None:
         try:
-            if self.rank_zero and error is not None and not isinstance(error, RunDirLocked):
-                if self.started or not self.run.has_results():
-                    self.start()
-                    write_json(self.run.failed,
-                               failure_record(error, self.interrupt_checkpoint))
+            if self.rank_zero and error is not None:
+                self._record(error)
             if error is not None and type(error) is not SystemExit:
                 console.report_error(error)
         finally:
             console.close_log_file()
             if self.rank_zero:
-                self.lock.release()
+                self.lock.release(remove=self._fresh and not self.started)
+
+    def _record(self, error: BaseException) -> None:
+        """failed.json for an attempt that started, or that failed in a new directory."""
+        if self.started or self._fresh:
+            write_json(self.run.failed,
+                       failure_record(error, self.interrupt_checkpoint, self.started))
+
+
+def multirun() -> bool:
+    """Whether this process runs a Hydra multirun's jobs."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def continue_hint(run_dir: str | Path, new: bool = False) -> str:
+    """The overrides that continue this run: `hydra.run.dir=<run> resume=auto`, or for a
+    multirun job `hydra.sweep.dir=<sweep> resume=auto` (each job continues in its own folder);
+    new=True: the option that chooses another directory."""
+    if new:
+        return "hydra.sweep.dir" if multirun() else "hydra.run.dir"
+    if multirun():
+        return f"hydra.sweep.dir={HydraConfig.get().sweep.dir} resume=auto"
+    return f"hydra.run.dir={run_dir} resume=auto"

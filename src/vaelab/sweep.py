@@ -1,10 +1,14 @@
 """Multirun job folders: what each job ran and how it ended (completed, failed, interrupted,
-damaged, incomplete), and the jobs a sweep planned but never started ("not run")."""
+damaged, incomplete), the jobs a sweep planned but never started ("not run"), and the guard that
+keeps a new sweep out of an earlier sweep's folder."""
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -42,11 +46,20 @@ class Job:
         return {k.lstrip("+~"): v for k, v in pairs}
 
 
+class DamagedFile(ValueError):
+    """A job file that exists but cannot be read."""
+
+
 def _load_yaml(path: Path):
-    try:
-        return OmegaConf.load(path) if path.is_file() else None
-    except (OmegaConfBaseException, ValueError, OSError):  # a damaged file: treated as absent
+    """The YAML file's content, None when absent; DamagedFile when it cannot be read."""
+    if not path.is_file():
         return None
+    try:
+        return OmegaConf.load(path)
+    except (OmegaConfBaseException, yaml.YAMLError, ValueError, OSError) as err:
+        name = f"{HYDRA}/{path.name}" if path.parent.name == HYDRA else path.name
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise DamagedFile(f"{name} is damaged ({type(err).__name__}: {first})") from None
 
 
 def _read_record(path: Path) -> tuple[dict | None, str | None]:
@@ -62,32 +75,49 @@ def _read_record(path: Path) -> tuple[dict | None, str | None]:
 
 
 def read_job(path: Path) -> Job:
-    """The state of the job folder `path` (one Hydra wrote: it has .hydra/)."""
-    hydra_cfg = _load_yaml(path / HYDRA / "hydra.yaml")
-    num = OmegaConf.select(hydra_cfg, "hydra.job.num", default=None) if hydra_cfg else None
-    overrides = _load_yaml(path / HYDRA / "overrides.yaml")
-    config = _load_yaml(path / CONFIG) or _load_yaml(path / HYDRA / "config.yaml")
-    job = Job(path=path, num=num if num is not None else -1, status="incomplete",
-              overrides=list(overrides or []), config=config or OmegaConf.create())
+    """The state of the job folder `path`: one Hydra wrote (it has .hydra/), or one a job that
+    failed before it started left with its failed.json alone."""
+    job = Job(path=path, num=-1, status="incomplete", overrides=[], config=OmegaConf.create())
+    try:
+        hydra_cfg = _load_yaml(path / HYDRA / "hydra.yaml")
+        num = OmegaConf.select(hydra_cfg, "hydra.job.num", default=None) if hydra_cfg else None
+        job.num = num if num is not None else -1
+        job.overrides = list(_load_yaml(path / HYDRA / "overrides.yaml") or [])
+        job.config = _load_yaml(path / CONFIG) or _load_yaml(path / HYDRA / "config.yaml") \
+            or OmegaConf.create()
+    except DamagedFile as damage:
+        job.status, job.error = "damaged", str(damage)
     failed, metrics = path / FAILED, path / METRICS
-    # A job resumed after a failure (resume=auto) has both files: the newer one tells its state.
-    if failed.is_file() and not (metrics.is_file()
-                                 and metrics.stat().st_mtime > failed.stat().st_mtime):
-        record, damage = _read_record(failed)
-        if damage:
-            job.status, job.error = "damaged", damage
-        else:
-            job.status = "interrupted" if record.get("interrupted") else "failed"
-            job.error = f"{record.get('error_type')}: {record.get('message')}"
-            if record.get("checkpoint") and record["checkpoint"] not in job.error:
-                job.error += f" (checkpoint {record['checkpoint']})"
-    elif metrics.is_file():
+    failure, failure_damage = _read_record(failed) if failed.is_file() else (None, None)
+    if failure:  # a job that failed before it started has no .hydra/: its record says which
+        job.num = failure.get("job_num", job.num) if job.num == -1 else job.num
+        job.overrides = job.overrides or list(failure.get("overrides", []))
+    if job.status == "damaged":
+        return job
+    # metrics.json: some attempt completed (a later failed attempt never demotes it; a job
+    # resumed after a failure has both files).
+    if metrics.is_file():
         record, damage = _read_record(metrics)
         if damage:
             job.status, job.error = "damaged", damage
-        else:
-            job.status, job.metrics = "completed", record
+            return job
+        job.status, job.metrics = "completed", record
+        if failure and failed.stat().st_mtime > metrics.stat().st_mtime:
+            job.error = f"a later attempt failed: {describe_failure(failure)}"
+    elif failure_damage:
+        job.status, job.error = "damaged", failure_damage
+    elif failure:
+        job.status = "interrupted" if failure.get("interrupted") else "failed"
+        job.error = describe_failure(failure)
     return job
+
+
+def describe_failure(record: dict) -> str:
+    """A failed.json record in one line: the error, and an interrupted run's checkpoint."""
+    error = f"{record.get('error_type')}: {record.get('message')}"
+    if record.get("checkpoint") and record["checkpoint"] not in error:
+        error += f" (checkpoint {record['checkpoint']})"
+    return error
 
 
 def planned_jobs(multirun_dir: Path) -> list[list[str]] | None:
@@ -96,7 +126,10 @@ def planned_jobs(multirun_dir: Path) -> list[list[str]] | None:
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    config = _load_yaml(Path(multirun_dir) / "multirun.yaml")
+    try:
+        config = _load_yaml(Path(multirun_dir) / "multirun.yaml")
+    except DamagedFile:
+        return None
     sweeper = OmegaConf.select(config, "hydra.sweeper._target_", default="") if config else ""
     if not sweeper.endswith("BasicSweeper"):
         return None
@@ -119,7 +152,9 @@ def collect_jobs(multirun_dir: Path) -> list[Job]:
             f"{multirun_dir} is not a folder: pass a multirun folder such as "
             "outputs/train/multiruns/<date_time> (vaelab-train -m ... prints it)"
         )
-    jobs = [read_job(d.parent) for d in multirun_dir.rglob(HYDRA) if d.is_dir()]
+    folders = {d.parent for d in multirun_dir.rglob(HYDRA) if d.is_dir()}
+    folders |= {f.parent for f in multirun_dir.rglob(FAILED) if f.parent.parent == multirun_dir}
+    jobs = [read_job(folder) for folder in sorted(folders)]
     plan = planned_jobs(multirun_dir)
     started = {job.num for job in jobs}
     for num, overrides in enumerate(plan or []):
@@ -133,3 +168,29 @@ def collect_jobs(multirun_dir: Path) -> list[Job]:
             "that vaelab-train -m wrote, e.g. outputs/train/multiruns/<date_time>"
         )
     return sorted(jobs, key=lambda j: (j.num, str(j.path)))
+
+
+def holds_jobs(sweep_dir: Path) -> bool:
+    """Whether a folder holds an earlier sweep: its multirun.yaml or a job folder."""
+    sweep_dir = Path(sweep_dir)
+    return sweep_dir.is_dir() and ((sweep_dir / "multirun.yaml").is_file() or any(
+        (d / HYDRA).is_dir() or (d / FAILED).is_file() for d in sweep_dir.iterdir()))
+
+
+class SweepGuard(Callback):
+    """A Hydra callback (conf/hydra/default.yaml): a multirun into a folder that holds an
+    earlier sweep runs only to continue it (resume=auto). Otherwise it stops before Hydra
+    writes anything there (its multirun.yaml, new jobs beside the old ones)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if OmegaConf.select(config, "resume", default=None) == "auto" or not holds_jobs(sweep_dir):
+            return
+        from vaelab.console import configure_console, log
+
+        configure_console()
+        log.error(f"hydra.sweep.dir={sweep_dir} holds an earlier sweep's jobs, which a new sweep "
+                  "never changes: continue that sweep with the same command plus resume=auto "
+                  "(finished jobs only test again, new values run as new jobs), or choose a new "
+                  "hydra.sweep.dir")
+        sys.exit(1)

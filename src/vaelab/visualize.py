@@ -7,29 +7,36 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from vaelab.checkpoints import load_run, setup_run_data
+from vaelab import interrupts
+from vaelab.checkpoints import command_attempt, load_command_run
 from vaelab.console import configure_console, log
-from vaelab.run_dir import RunDir
 from vaelab.viz.images import save_png
 
 
 def visualize(cfg: DictConfig) -> dict[str, Path]:
-    """Write `<output_dir>/figures/<name>/<checkpoint name>.png` for each figure of cfg.figures."""
+    """Write `<output_dir>/figures/<name>/<checkpoint name>.png` for each figure of cfg.figures,
+    as an attempt like training's (run_dir.Attempt)."""
     configure_console()
-    _, model, datamodule = load_run(cfg.ckpt_path, data_dir=cfg.get("data_dir"))
-    model.to(torch.device(cfg.device))
-    figures = instantiate(cfg.figures)
-    samplers = {name: instantiate(node) for name, node in (cfg.get("samplers") or {}).items()
-                if node}
-    setup_run_data(datamodule)
-    model.setup_data(datamodule)
-    for sampler in samplers.values():
-        sampler.fit(model, datamodule)
-    run, stem = RunDir(cfg.paths.output_dir), Path(cfg.ckpt_path).stem
-    images = {**figures.render(model, datamodule),
-              **figures.render_samples(model, datamodule, samplers)}
-    paths = {name: save_png(image, run.figure(name, stem)) for name, image in images.items()}
-    log.info(f"figures written under {run.figures}")
+    with interrupts.handled():
+        _, model, datamodule = load_command_run(cfg, "viz")
+        model.to(torch.device(cfg.device))
+        figures = instantiate(cfg.figures)
+        samplers = {name: instantiate(node)
+                    for name, node in (cfg.get("samplers") or {}).items() if node}
+        with command_attempt(cfg, datamodule) as attempt:
+            attempt.start()
+            run, stem = attempt.run, Path(cfg.ckpt_path).stem
+            with interrupts.during("drawing the figures"):
+                model.setup_data(datamodule)
+                for sampler in samplers.values():
+                    sampler.fit(model, datamodule)
+                images = {**figures.render(model, datamodule),
+                          **figures.render_samples(model, datamodule, samplers)}
+                paths = {name: save_png(image, run.figure(name, stem))
+                         for name, image in images.items()}
+            attempt.finish({"ckpt_path": str(cfg.ckpt_path),
+                            "figures": {name: str(path) for name, path in paths.items()}})
+            log.info(f"figures written under {run.figures}")
     return paths
 
 

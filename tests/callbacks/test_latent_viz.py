@@ -99,6 +99,29 @@ def test_an_existing_png_is_kept(drawer, tmp_path):
     assert Image.open(path).getpixel((0, 0)) == (0, 0, 0)
 
 
+def test_a_figure_is_written_whole_or_not_at_all(drawer, tmp_path, monkeypatch):
+    """Issue 21 item 6: a kill while a PNG was written left a 0-byte file that the resumed run
+    kept."""
+    import vaelab.viz.images
+
+    real = vaelab.viz.images.save_image
+
+    def killed_mid_write(tensor, fp, format=None):
+        Path(fp).write_bytes(b"")  # what the file holds when the process dies here
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vaelab.viz.images, "save_image", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        drawer.publish("prior_samples", torch.ones(3, 4, 4), [], step=0, stem="epoch_000")
+    folder = tmp_path / "figures" / "prior_samples"
+    assert list(folder.iterdir()) == []  # no empty epoch_000.png, no temporary file
+    monkeypatch.setattr(vaelab.viz.images, "save_image", real)
+    (folder / "epoch_001.png").write_bytes(b"")  # left by an older vaelab: drawn again
+    for stem in ("epoch_000", "epoch_001"):
+        path = drawer.publish("prior_samples", torch.ones(3, 4, 4), [], step=0, stem=stem)
+        assert Image.open(path).getpixel((0, 0)) == (255, 255, 255)
+
+
 @pytest.mark.parametrize("override", [
     "callbacks.latent_viz.figures.draw=[latent_manifold,bogus]",
     "callbacks.latent_viz.figures.interpolation.method=cubic",

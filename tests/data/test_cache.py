@@ -166,3 +166,24 @@ def test_file_names_and_fingerprints(tmp_path):
     assert source_fingerprint(files[::-1], tmp_path) != before, "order matters"
     files[1].write_bytes(b"123")
     assert source_fingerprint(files, tmp_path) != before
+
+
+def test_a_killed_builds_partial_file_is_removed_by_the_next_run(tmp_path, caplog):
+    """Issue 21 item 7: a build killed mid-way (SIGKILL: no clean-up) left a file the size of
+    the whole cache (GBs for dSprites or CelebA) for ever."""
+    import socket
+    import subprocess
+    import sys
+
+    path = tmp_path / "cache" / "a.npy"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    path.parent.mkdir()
+    leftover = path.with_name(f".{path.name}.{socket.gethostname()}.{dead}.partial")
+    leftover.write_bytes(b"\0" * 100_000)
+    alive = path.with_name(f".{path.name}.{socket.gethostname()}.1.partial")  # init: running
+    alive.write_bytes(b"\0")
+    with caplog.at_level(logging.INFO):
+        load(path, CountingFill())
+    assert not leftover.exists() and alive.exists()
+    assert f"removed {leftover} (0.00 GB), left by an interrupted test data cache" in caplog.text

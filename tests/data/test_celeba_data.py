@@ -206,7 +206,32 @@ def test_corrupt_attribute_row_is_named(tmp_path, celeba_data):
     lines = path.read_text().splitlines()
     lines[5] = lines[5].rsplit(" ", 1)[0]  # 000004.jpg loses its last value
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(ValueError, match=r"40 integers, but the line of 000004\.jpg is not"):
+    with pytest.raises(ValueError, match=r"40 integers, but the line '000004\.jpg [-1 ]+' is not"):
+        datamodule(root)
+
+
+@pytest.mark.parametrize("damage, message", [
+    # a value that is not an integer: the line is named (it was "the line of ?")
+    (lambda lines: lines[:6] + [lines[6].replace(" 1", " x", 1)] + lines[7:],
+     r"the line '000005\.jpg [-1 ]*x[-1 ]*' is not"),
+    # the same image twice: which row is right cannot be told (the last one won)
+    (lambda lines: lines + [lines[3]], r"lists 000002\.jpg more than once"),
+])
+def test_attribute_rows_that_cannot_be_read_are_named(tmp_path, celeba_data, damage, message):
+    root = write(tmp_path, celeba_data)
+    path = root / "list_attr_celeba.txt"
+    lines = path.read_text().splitlines()
+    if " 1" not in lines[6]:
+        lines[6] = lines[6].replace("-1", " 1", 1)
+    path.write_text("\n".join(damage(lines)) + "\n")
+    with pytest.raises(ValueError, match=message):
+        datamodule(root)
+
+
+def test_a_binary_attribute_file_is_named(tmp_path, celeba_data):
+    root = write(tmp_path, celeba_data)
+    (root / "list_attr_celeba.txt").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ValueError, match=r"list_attr_celeba\.txt is not a text file"):
         datamodule(root)
 
 

@@ -119,6 +119,46 @@ def test_crafted_pickle_is_refused_without_running_code(cifar_root, tmp_path, wh
     assert not marker.exists()
 
 
+class AllocatedBeforeItsData:
+    """Unpickles to numpy's helper called with a 2 GB shape: a few bytes that ask for gigabytes
+    (issue 21: 11 GiB from 264 bytes)."""
+
+    def __reduce__(self):
+        from vaelab.data.cifar10 import _numpy_reconstruct
+
+        return _numpy_reconstruct(), (np.ndarray, (700_000, 3072), b"B")
+
+
+def test_a_pickle_that_asks_for_gigabytes_is_refused(cifar_root):
+    root, _ = cifar_root
+    path = root / "cifar-10-batches-py" / "data_batch_1"
+    path.write_bytes(cifar_file_bytes({b"data": AllocatedBeforeItsData(), b"labels": [0]}))
+    assert path.stat().st_size < 300
+    with pytest.raises(CIFARFormatError, match=r"asks for a numpy array of shape \(700000, "
+                                               r"3072\) allocated before its data"):
+        setup_cifar(root)
+
+
+def test_labels_that_nest_billions_of_references_are_refused_at_once(cifar_root, tmp_path):
+    """Issue 21 item 8: np.asarray walked 10^10 elements of a 400-byte list structure."""
+    import subprocess
+    import sys
+
+    root, _ = cifar_root
+    path = root / "cifar-10-batches-py" / "data_batch_1"
+    labels: list = [0] * 100
+    for _ in range(4):
+        labels = [labels] * 100  # the same list 100 times: one memo reference each
+    path.write_bytes(cifar_file_bytes({b"data": np.zeros((100, 3072), np.uint8),
+                                       b"labels": labels}))
+    assert len(pickle.dumps(labels, protocol=2)) < 2000  # 10^10 numbers in 2 KB
+    code = ("from pathlib import Path; from vaelab.data.cifar10 import read_batch\n"
+            f"try: read_batch(Path({str(path)!r}))\nexcept ValueError as e: print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60).stdout  # the old reader never returned
+    assert "'labels' should be 100 class ids in 0..9" in out
+
+
 def test_cifar_damage_and_missing_files_are_named(cifar_root):
     root, _ = cifar_root
     folder = root / "cifar-10-batches-py"

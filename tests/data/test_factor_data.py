@@ -276,6 +276,28 @@ def test_shapes3d_reads_channels_first_with_classes_from_sorted_values(tmp_path,
     assert torch.equal(shapes3d_dm(tmp_path).images("val"), dm.images("val"))
 
 
+def test_shapes3d_refuses_data_kept_outside_the_file_and_labels_that_are_not_numbers(tmp_path):
+    """Issue 21: HDF5 external storage read /etc/passwd into the cache; NaN or byte-string
+    labels gave meaningless factor classes."""
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(bytes(range(256)) * 12)
+    images, _ = write_shapes3d(tmp_path / "3dshapes.h5")
+    with h5py.File(tmp_path / "3dshapes.h5", "a") as file:
+        del file["images"]
+        file.create_dataset("images", shape=images.shape, dtype=np.uint8,
+                            external=[(str(secret), 0, images.size)])
+    with pytest.raises(FactorFileError, match="images dataset keeps its data in other files"):
+        shapes3d_dm(tmp_path)
+    assert not list((tmp_path / "cache").glob("*.npy"))
+    for labels in (np.full((96, 6), np.nan), np.array([[b"a"] * 6] * 96)):
+        write_shapes3d(tmp_path / "3dshapes.h5")
+        with h5py.File(tmp_path / "3dshapes.h5", "a") as file:
+            del file["labels"]
+            file.create_dataset("labels", data=labels)
+        with pytest.raises(FactorFileError, match="labels must be finite numbers"):
+            shapes3d_dm(tmp_path)
+
+
 # -- rendered sprites --------------------------------------------------------------------------
 def sprite(dm: SpritesDataModule, shape=0, scale=0, orientation=0, pos_x=0, pos_y=0):
     """One sprite image [H, W] as float 0..1."""

@@ -127,6 +127,30 @@ def test_classes_labels_and_pixels(photo_folder):
     assert names == ["birds", "cats", "dogs"] and table.sum(1).eq(1).all()
 
 
+def test_names_that_are_not_utf8_and_named_pipes(photo_folder, tmp_path):
+    """Issue 21: a file or folder name of undecodable bytes raised UnicodeEncodeError naming no
+    file; a named pipe called x.png blocked the reader for ever."""
+    import os
+
+    from vaelab.console import buffer_log_file, close_log_file, log, open_log_file
+
+    root, _ = photo_folder
+    folder = os.fsencode(root) + b"/caf\xe9s"  # Latin-1 bytes, no valid UTF-8
+    os.mkdir(folder)
+    for i in range(4):
+        with open(folder + f"/\xff{i}.png".encode("latin-1"), "wb") as f:
+            solid((10, 20, 30)).save(f, format="png")
+    os.mkfifo(root / "cats" / "pipe.png")
+    dm = setup_dm(root)
+    assert os.fsdecode(b"caf\xe9s") in dm.class_names
+    assert not any(p.name == "pipe.png" for s in ("train", "val", "test") for p in dm.files(s))
+    buffer_log_file()
+    open_log_file(tmp_path / "run.log")
+    log.warning(f"classes {dm.class_names}")  # the log file takes such names too
+    close_log_file()
+    assert "caf\\udce9s" in (tmp_path / "run.log").read_text()
+
+
 def test_grey_output_and_background(photo_folder):
     root, expected = photo_folder
     dm = setup_dm(root, image_shape=[1, 8, 8], background=[0, 0, 255], crop_size=None)

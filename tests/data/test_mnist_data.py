@@ -32,6 +32,14 @@ def test_splits_shapes_and_dtypes(mnist_root):
     assert x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
 
 
+def test_swapped_train_and_test_files_are_refused(tmp_path):
+    """Issue 21: the 10k test images trained, and 5k of them became the val split."""
+    root = make_mnist(tmp_path / "data", n_train=40, n_test=120)
+    with pytest.raises(ValueError, match=r"training files hold 40 images and its test files "
+                                         r"120: the two look swapped"):
+        setup_dm(root)
+
+
 def test_train_and_val_come_from_the_training_file_without_overlap(mnist_root):
     dm = setup_dm(mnist_root)
     train, val = dm.images("train"), dm.images("val")

@@ -16,6 +16,7 @@ from vaelab.metrics.disentanglement_eval import (
     EncodedFactorGrid,
     FactorCodes,
     disentanglement_enabled,
+    disentanglement_scores,
     split_counts,
 )
 from vaelab.metrics.evaluation import DISENTANGLEMENT_DESCRIPTIONS
@@ -160,6 +161,39 @@ def test_encoded_factor_grid_encodes_each_image_once_with_the_codes_of_its_image
     assert grid.num_encoded == distinct == 12 and sum(calls) == distinct
     torch.testing.assert_close(codes, encode(data.images_from_factors(factors)))
     assert torch.equal(grid.images_from_factors(factors), factors)  # stand-ins for the images
+
+
+class SubsampledGrid(TinyGrid):
+    """TinyGrid without the images of first factor class 1, as a subsampled file lacks them."""
+
+    is_complete_grid = False
+    factor_names = ["a", "b", "c"]
+
+    def images_from_factors(self, factors):
+        if (factors[:, 0] == 1).any():
+            raise KeyError("no image has the factors a=1: this data is a subsample")
+        return super().images_from_factors(factors)
+
+
+def test_a_subsampled_grid_keeps_every_metric_but_the_sampling_scores(caplog):
+    """Issue 21: the beta-VAE and FactorVAE scores asked for combinations a subsampled file
+    lacks, and the KeyError at the end of an evaluation lost every metric."""
+    from vaelab.metrics.disentanglement_eval import sampling_scores
+
+    data = SubsampledGrid()
+    with caplog.at_level("WARNING"):
+        assert not sampling_scores(data)
+    assert "beta-VAE and FactorVAE scores, which draw images of any combination, are left " \
+           "out" in caplog.text
+    factors = torch.cat([torch.zeros(60, 1, dtype=torch.long),
+                         torch.randint(3, (60, 1)), torch.randint(2, (60, 1))], dim=1)
+    codes = factors.float() + 0.1 * torch.randn(60, 3)
+    settings = {"num_train": 40, "num_test": 20, "seed": 0, "num_bins": 5, "n_jobs": 1,
+                "beta_vae": SCORE_COUNTS, "factor_vae": SCORE_COUNTS}
+    grid = EncodedFactorGrid(data, lambda images: images.float().flatten(1))
+    results = disentanglement_scores(codes, factors, grid, settings)
+    assert {"mig", "dci_disentanglement", "sap", "modularity"} <= set(results)
+    assert not {"beta_vae_score", "factor_vae_score", "factor_vae_active_dims"} & set(results)
 
 
 @pytest.mark.parametrize("available, expected", [(15000, (10000, 5000)), (20000, (10000, 5000)),

@@ -67,8 +67,9 @@ class LatentViz(L.Callback):
                 stem: str) -> Path:
         """Write `<output_dir>/figures/<name>/<stem>.png` and send the image to each logger."""
         path = self.run.figure(name, stem)
-        if path.exists():
-            # Only a resumed run draws the same epoch twice; the first picture stays.
+        if path.is_file() and path.stat().st_size:
+            # Only a resumed run draws the same epoch twice; the first picture stays (written
+            # whole: save_png writes through a temporary file).
             rank_zero_warn(f"{path} exists already: keeping it")
         else:
             save_png(image, path)

@@ -3,6 +3,8 @@ CelebA, rendered sprites, dSprites, 3dshapes): a memory-mapped .npy and a manife
 
     <folder>/<name>.npy    uint8 [N, ...], served copy-on-write memory-mapped
     <folder>/<name>.json   the manifest
+    <folder>/.<name>.npy.<host>.<pid>.partial   a build in progress (vaelab.atomic.temporary);
+                           one that a killed build left is deleted by the next run's
 
 The array is used only if its manifest is there (a build that stopped early leaves none) and
 records (1) the same parameters (each caller's own format version among them), (2) the same
@@ -16,7 +18,6 @@ force a rebuild.
 import hashlib
 import json
 import os
-import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -24,6 +25,8 @@ from typing import NamedTuple
 
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_info
+
+from vaelab.atomic import remove_stale, temporary
 
 #: Bumped when the manifest's layout or its checks change (every cache is then rebuilt).
 MANIFEST_FORMAT = 2
@@ -67,8 +70,9 @@ def source_fingerprint(paths: Sequence[Path], root: Path) -> str:
     digest = hashlib.sha256()
     for path in paths:
         stat = path.stat()
-        name = path.relative_to(root).as_posix()
-        digest.update(f"{name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+        # os.fsencode: the name's bytes as on disk, whatever their encoding
+        name = os.fsencode(path.relative_to(root).as_posix())
+        digest.update(name + f"\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
 
@@ -95,6 +99,7 @@ def cached_array(path: str | Path, params: dict, shape: Sequence[int], fill: Fil
     if "format" not in params:
         raise ValueError(f"the {what} cache parameters need a 'format' version: {params}")
     path = Path(path).expanduser()
+    remove_stale(path, f"{what} cache")  # a build killed mid-way left a file of its full size
     expected = {"format": MANIFEST_FORMAT, "params": json.loads(json.dumps(params)),
                 "shape": [int(s) for s in shape], "source": source}
     try:
@@ -175,12 +180,6 @@ def build_cache(path: Path, expected: dict, fill: Fill, what: str, no_cache_hint
         for leftover in (partial, compact):
             with suppress(OSError):
                 leftover.unlink(missing_ok=True)
-
-
-def temporary(path: Path, suffix: str = ".partial") -> Path:
-    """A name beside `path` for this process alone: DDP ranks, or sweep jobs on other nodes,
-    never write the same file."""
-    return path.with_name(f"{path.name}.{socket.gethostname()}.{os.getpid()}{suffix}")
 
 
 def leave_out(array: np.ndarray, dropped: Sequence[int], target: Path) -> None:

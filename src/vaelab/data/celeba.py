@@ -98,7 +98,12 @@ def read_list(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     The header is the column names after the image column (Kaggle's first line; the official
     attribute file's second line, after the image count); it is empty for headerless lists.
     """
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a text file (it holds bytes that are not UTF-8): it is "
+                         f"corrupt or another kind of file. {WHERE_TO_GET}") from None
+    lines = [line for line in text.splitlines() if line.strip()]
     header: list[str] = []
     if path.suffix == ".csv":
         header = [h.strip() for h in lines[0].split(",")[1:]] if lines else []
@@ -120,12 +125,24 @@ def read_list(path: Path) -> tuple[list[str], list[str], np.ndarray]:
         except (ValueError, DeprecationWarning):
             values = np.empty(0, dtype=np.int64)
     if values.size != len(pairs) * width:
-        bad = next((p[0] for p in pairs if len(p) != 2 or len(p[1].split()) != width), "?")
+        bad = next((p for p in pairs if not _row_of_integers(p, width)), ["?"])
         raise ValueError(
             f"{path} is corrupt: every line should be an image name and {width} integers, but "
-            f"the line of {bad} is not. {WHERE_TO_GET}"
+            f"the line {' '.join(bad)[:80]!r} is not. {WHERE_TO_GET}"
         )
-    return header, [p[0] for p in pairs], values.reshape(len(pairs), width)
+    names = [p[0] for p in pairs]
+    if len(set(names)) != len(names):
+        seen: set[str] = set()
+        twice = next(n for n in names if n in seen or seen.add(n))
+        raise ValueError(f"{path} lists {twice} more than once: each image must have one line "
+                         f"(which one is right cannot be told). {WHERE_TO_GET}")
+    return header, names, values.reshape(len(pairs), width)
+
+
+def _row_of_integers(pair: list[str], width: int) -> bool:
+    """Whether a split line is an image name followed by `width` integers."""
+    return len(pair) == 2 and len(tokens := pair[1].split()) == width and all(
+        _is_int(t) for t in tokens)
 
 
 def read_attributes(path: Path) -> tuple[list[str], list[str], np.ndarray]:
@@ -173,7 +190,8 @@ class CelebADataModule(InMemoryDataModule):
     def split_files(self, files: CelebAFiles) -> dict[str, list[str]]:
         """Image names of each official partition, checked against the folder and attributes."""
         partition = read_name_column(files.partition)
-        present = set(os.listdir(files.images))
+        # regular files only: reading a named pipe called 000001.jpg would block for ever
+        present = {entry.name for entry in os.scandir(files.images) if entry.is_file()}
         absent = [name for name in partition if name not in present]
         if absent:
             raise CelebAFolderError(

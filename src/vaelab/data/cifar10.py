@@ -33,12 +33,35 @@ def _numpy_reconstruct():
         return importlib.import_module("numpy.core.multiarray")._reconstruct
 
 
+#: The dtypes a CIFAR batch's arrays may have (never objects, whose pickles can hold anything).
+SAFE_DTYPES = frozenset(np.dtype(t) for t in ("u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8",
+                                               "f4", "f8", "b1"))
+
+
+def _empty_array(subtype, shape, dtype):
+    """numpy's array-unpickling helper, for the empty array that a pickled array starts from
+    (its data follows in the file, so no array grows beyond the file's size; a crafted
+    `_reconstruct(ndarray, (3e9,), ...)` would allocate gigabytes from a few bytes)."""
+    if subtype is not np.ndarray or tuple(shape) != (0,):
+        raise ForbiddenPickleError(f"for a numpy array of shape {tuple(shape)} allocated "
+                                   "before its data")
+    return _numpy_reconstruct()(subtype, shape, dtype)
+
+
+def _plain_dtype(*args):
+    """np.dtype, for the plain numeric dtypes only (SAFE_DTYPES)."""
+    dtype = np.dtype(*args)
+    if dtype not in SAFE_DTYPES:
+        raise ForbiddenPickleError(f"for numpy dtype {dtype}")
+    return dtype
+
+
 #: Every global a CIFAR batch pickle refers to (numpy arrays, as numpy 1 or 2 name them).
 ALLOWED_GLOBALS = {
     ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct(),
-    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct(),
+    ("numpy", "dtype"): _plain_dtype,
+    ("numpy.core.multiarray", "_reconstruct"): _empty_array,
+    ("numpy._core.multiarray", "_reconstruct"): _empty_array,
 }
 
 
@@ -57,7 +80,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         try:
             return ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            raise ForbiddenPickleError(f"{module}.{name}") from None
+            raise ForbiddenPickleError(f"to import {module}.{name}") from None
 
 
 def cifar_dir(data_dir: str | Path) -> Path:
@@ -76,8 +99,8 @@ def read_pickle(path: Path) -> dict:
             entry = RestrictedUnpickler(f, encoding="latin1").load()
     except ForbiddenPickleError as err:
         raise CIFARFormatError(
-            f"{path} was not loaded: it asks to import {err}, which a CIFAR-10 batch never holds, "
-            f"so it may be crafted to run code. {_fix(path.parent)}") from None
+            f"{path} was not loaded: it asks {err}, which a CIFAR-10 batch never holds, "
+            f"so it may be crafted to run code or exhaust memory. {_fix(path.parent)}") from None
     # A damaged pickle fails in many ways (UnpicklingError, EOFError, ValueError, KeyError, ...).
     except Exception as err:
         raise CIFARFormatError(f"{path} is not a readable pickle ({type(err).__name__}: {err}): "
@@ -91,7 +114,7 @@ def read_pickle(path: Path) -> dict:
 def read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """One batch file: (uint8 images [N, 3, 32, 32], int64 labels [N] in 0..9)."""
     entry = read_pickle(path)
-    data, labels = entry.get("data"), np.asarray(entry.get("labels", []))
+    data, labels = entry.get("data"), entry.get("labels", [])
     pixels = int(np.prod(IMAGE_SHAPE))
     if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
             and data.shape[1] == pixels):
@@ -99,13 +122,27 @@ def read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
                  else type(data).__name__)
         raise CIFARFormatError(f"{path}: 'data' should be uint8 [N, {pixels}] but is {found}. "
                                f"{_fix(path.parent)}")
-    if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(data) or (
-            len(labels) and not 0 <= labels.min() <= labels.max() <= 9):
+    labels = class_ids(labels, len(data))
+    if labels is None:
         raise CIFARFormatError(f"{path}: 'labels' should be {len(data)} class ids in 0..9. "
                                f"{_fix(path.parent)}")
     # Rows are 1024 red, then 1024 green, then 1024 blue values, each a row-major 32x32 plane.
     return (torch.from_numpy(data.reshape(-1, *IMAGE_SHAPE)),
             torch.from_numpy(labels.astype(np.int64)))
+
+
+def class_ids(labels, n: int) -> np.ndarray | None:
+    """int64 [n] from a list of n ints in 0..9 (or such an array); None for anything else.
+    The type of each entry is checked first: np.asarray would walk a list of nested list
+    references (a few bytes of pickle) through billions of elements."""
+    if isinstance(labels, np.ndarray):
+        ok = labels.ndim == 1 and labels.dtype.kind in "iu"
+    else:
+        ok = isinstance(labels, list) and all(type(v) is int for v in labels)
+    if not ok or len(labels) != n:
+        return None
+    labels = np.asarray(labels, dtype=np.int64)
+    return labels if not len(labels) or 0 <= labels.min() <= labels.max() <= 9 else None
 
 
 def read_class_names(path: Path) -> list[str]:

@@ -134,6 +134,13 @@ class FactorDataModule(InMemoryDataModule):
         return True
 
     @property
+    def is_complete_grid(self) -> bool:
+        """Whether every combination of factor classes has its image (a subsampled file lacks
+        some, which the sampling scores of vaelab-eval would ask for)."""
+        self._ready()
+        return len(self._data.factors) == math.prod(self._sizes)
+
+    @property
     def factor_names(self) -> list[str]:
         """The K factor names, in label column order."""
         return list(self._ready().names)

@@ -136,7 +136,8 @@ class ImageDecoder:
             bad = self.decode_readable(split, paths, root, out, "caching")
             listing = self.skipped_list(path)
             if bad:
-                listing.write_text("".join(f"{line}\n" for line in bad.values()))
+                listing.write_text("".join(f"{line}\n" for line in bad.values()),
+                                   errors="backslashreplace")  # names that are not UTF-8
             else:
                 listing.unlink(missing_ok=True)
             return list(bad)

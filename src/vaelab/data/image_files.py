@@ -28,12 +28,14 @@ class UnreadableImageError(ValueError):
 
 def list_images(folder: Path) -> list[Path]:
     """Image files under `folder` at any depth, sorted; hidden files and folders are left out
-    (macOS leaves unreadable `._name.jpg` files)."""
+    (macOS leaves unreadable `._name.jpg` files), and so is anything but a regular file (a
+    named pipe called x.png would block its reader for ever)."""
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in SKIPPED_DIRS]
         found += [Path(dirpath) / name for name in filenames
-                  if not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)]
+                  if not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)
+                  and (Path(dirpath) / name).is_file()]
     return sorted(found)
 
 

@@ -313,6 +313,11 @@ class OfficialSplitDataModule(InMemoryDataModule):
 
     def load_splits(self):
         (images, labels), test = self.read_train_test()
+        if len(images) < len(test[0]):
+            raise ValueError(
+                f"{self.title} in {self.data_dir}: its training files hold {len(images)} images "
+                f"and its test files {len(test[0])}: the two look swapped (the training set is "
+                "the larger one); put each file under its own name")
         train, val = hold_out(len(images), self.val_size, self.split_seed,
                               what=f"{self.title}'s training set")
         log.info(f"{self.title} from {self.data_dir}: {len(train)} train, {len(val)} val, "

@@ -42,6 +42,16 @@ def copy_images_chw(images: h5py.Dataset, out: np.ndarray) -> None:
         out[start:start + CHUNK] = images[start:start + CHUNK].transpose(0, 3, 1, 2)
 
 
+def check_stored_inside(path, *datasets: h5py.Dataset) -> None:
+    """Refuse datasets whose data lives outside the file: HDF5 external storage or virtual
+    datasets can point at any file on the machine (/etc/passwd would land in the cache)."""
+    for dataset in datasets:
+        if dataset.external or dataset.is_virtual:
+            raise FactorFileError(f"{path}: its {dataset.name.lstrip('/')} dataset keeps its "
+                                  "data in other files (HDF5 external storage or a virtual "
+                                  f"dataset), which vaelab does not read. {WHERE_TO_GET}")
+
+
 class Shapes3DDataModule(FactorFileDataModule):
     """3dshapes from `<data_dir>/<file_name>`: images uint8 [N, 3, 64, 64], labels the classes
     [N, K] of floor_hue, wall_hue, object_hue, scale, shape, orientation (those that vary)."""
@@ -61,7 +71,13 @@ class Shapes3DDataModule(FactorFileDataModule):
             raise FileNotFoundError(f"the 3dshapes file {path} does not exist. {WHERE_TO_GET}")
         try:
             with h5py.File(path, "r") as file:
-                images, values = file["images"], file["labels"][()]
+                images = file["images"]
+                check_stored_inside(path, file["images"], file["labels"])
+                values = file["labels"][()]
+                if not (np.issubdtype(values.dtype, np.number) and np.isfinite(values).all()):
+                    raise FactorFileError(f"{path}: labels must be finite numbers (each image's "
+                                          f"factor values), got {values.dtype} with values that "
+                                          f"are not. {WHERE_TO_GET}")
                 if (images.ndim != 4 or images.dtype != np.uint8 or values.ndim != 2
                         or len(values) != len(images)):
                     raise FactorFileError(

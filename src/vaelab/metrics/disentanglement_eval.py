@@ -70,6 +70,8 @@ class EncodedFactorGrid:
     def __init__(self, data, encode: Encode):
         self.data, self.encode = data, encode
         self.factor_sizes: list[int] = data.factor_sizes
+        #: whether every factor combination has an image (the sampling scores need that)
+        self.complete: bool = getattr(data, "is_complete_grid", True)
         self._encoded = torch.zeros(math.prod(self.factor_sizes), dtype=torch.bool)
         self._codes: torch.Tensor | None = None  # float32 [grid size, D], allocated on first use
 
@@ -126,11 +128,14 @@ def disentanglement_scores(codes: torch.Tensor, factors: torch.Tensor,
         "sap": lambda: dm.sap(codes, factors, **split),
         "modularity_explicitness": lambda: dm.modularity_explicitness(
             codes, factors, num_bins, **split),
-        "beta_vae_score": lambda: dm.beta_vae_score(
-            grid, grid.represent, seed=seed, **settings["beta_vae"]),
-        "factor_vae_score": lambda: dm.factor_vae_score(
-            grid, grid.represent, seed=seed, **settings["factor_vae"]),
     }
+    if grid.complete:  # else skipped, as vaelab-eval said before any work (sampling_scores)
+        metrics.update({
+            "beta_vae_score": lambda: dm.beta_vae_score(
+                grid, grid.represent, seed=seed, **settings["beta_vae"]),
+            "factor_vae_score": lambda: dm.factor_vae_score(
+                grid, grid.represent, seed=seed, **settings["factor_vae"]),
+        })
     results = {"disentanglement_num_points": len(codes), "disentanglement_num_train": num_train,
                "disentanglement_num_test": num_test}
     start = time.perf_counter()
@@ -141,5 +146,18 @@ def disentanglement_scores(codes: torch.Tensor, factors: torch.Tensor,
     log.info(f"disentanglement metrics: {time.perf_counter() - start:.1f} s in total; the "
              f"sampling scores encoded {grid.num_encoded:,} distinct images")
     results["explicitness"] = results.pop("explicitness_test")
-    results["factor_vae_active_dims"] = int(results.pop("num_active_dims"))
+    if "num_active_dims" in results:
+        results["factor_vae_active_dims"] = int(results.pop("num_active_dims"))
     return results
+
+
+def sampling_scores(data) -> bool:
+    """Whether the beta-VAE and FactorVAE scores can run on `data`: they draw images of any
+    factor combination, which a subsampled file may lack. Says so (before any work) if not."""
+    if data.is_complete_grid:
+        return True
+    log.warning("disentanglement: the data is a subsample of its factor grid (not every "
+                f"combination of {data.factor_names} has an image): the beta-VAE and "
+                "FactorVAE scores, which draw images of any combination, are left out; MIG, "
+                "DCI, SAP and modularity/explicitness are computed")
+    return False

@@ -8,6 +8,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torchvision.utils import save_image
 
+from vaelab.atomic import atomic_path
+
 
 def figure_to_image(fig: Figure) -> torch.Tensor:
     """Rasterise a matplotlib figure with Agg; -> float [3, H, W] in [0, 1]."""
@@ -25,8 +27,17 @@ def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
 
 def save_png(image: torch.Tensor, path: str | Path) -> Path:
     """Write float [C, H, W] in [0, 1] to `path` as PNG (torchvision's save_image), creating
-    its folder."""
+    its folder; whole or not at all (a kill mid-write leaves no truncated PNG)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(image.detach().cpu(), path, format="png")
+    with atomic_path(path) as tmp:
+        save_image(image.detach().cpu(), tmp, format="png")
+    return path
+
+
+def save_figure(fig: Figure, path: str | Path, **options) -> Path:
+    """fig.savefig to `path` (its format from the suffix), whole or not at all."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", **options)
     return path
