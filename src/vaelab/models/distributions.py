@@ -21,10 +21,13 @@ _LOG_2PI = math.log(2 * math.pi)
 
 
 class DiagonalGaussian(Independent):
-    """N(mu, diag(exp(logvar))) over the last dim, built from (mu, logvar), each [..., D]."""
+    """N(mu, diag(exp(logvar))) over the last dim, built from (mu, logvar), each [..., D].
+    `path_gradient`: the one-sample KL estimate takes its gradient through the sample only
+    (`kl_log_prob`)."""
 
-    def __init__(self, mu: torch.Tensor, logvar: torch.Tensor):
+    def __init__(self, mu: torch.Tensor, logvar: torch.Tensor, path_gradient: bool = False):
         self.mu, self.logvar = mu, logvar
+        self.path_gradient = path_gradient
         super().__init__(Normal(mu, torch.exp(0.5 * logvar), validate_args=False), 1,
                          validate_args=False)
 
@@ -50,6 +53,15 @@ class DiagonalGaussian(Independent):
         return -0.5 * ((z - self.mu).pow(2) * torch.exp(-self.logvar) + self.logvar
                        + _LOG_2PI).sum(dim=-1)
 
+    def kl_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log q(z) as the one-sample KL estimate uses it: with `path_gradient`, the same value
+        with the parameters' gradient flowing through z alone ("sticking the landing", Roeder et
+        al. 2017): the score term, zero in expectation, is dropped, so the estimator's variance
+        falls (to zero where q equals the true posterior)."""
+        if not self.path_gradient:
+            return self.log_prob(z)
+        return DiagonalGaussian(self.mu.detach(), self.logvar.detach()).log_prob(z)
+
     def pairwise_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log q(z_i,d | x_j) of every code z_i [B, D] under every image j's posterior, per
         dimension; -> [B, B, D] indexed [i, j, d] (beta-TCVAE's aggregate posterior)."""
@@ -58,10 +70,6 @@ class DiagonalGaussian(Independent):
         z, mu, logvar = (t.to(wide) for t in (z, self.mu, self.logvar))
         return Normal(mu[None], torch.exp(0.5 * logvar[None]),
                       validate_args=False).log_prob(z[:, None])
-
-    def scaled(self, temperature: float) -> "DiagonalGaussian":
-        """The same mean with the standard deviation times `temperature`."""
-        return DiagonalGaussian(self.mu, self.logvar + 2 * math.log(temperature))
 
 
 class StandardNormal(Independent):
@@ -107,11 +115,12 @@ def kl_per_dimension(q: Distribution, p: Distribution) -> torch.Tensor | None:
 
 def kl_per_image(q: Distribution, p: Distribution, z: torch.Tensor) -> torch.Tensor:
     """KL(q || p) per image, [...]: in closed form where torch's kl_divergence registry has the
-    pair, else the single-sample estimate log q(z) - log p(z) at the sample z of q."""
+    pair, else the single-sample estimate log q(z) - log p(z) at the sample z of q (its
+    gradient as q's `kl_log_prob` says, where q has one)."""
     try:
         return kl_divergence(q, p)
     except NotImplementedError:
-        return q.log_prob(z) - p.log_prob(z)
+        return getattr(q, "kl_log_prob", q.log_prob)(z) - p.log_prob(z)
 
 
 def has_closed_form_kl(q: Distribution, p: Distribution) -> bool:

@@ -26,7 +26,8 @@ class Posterior(nn.Module):
     #: q(z|x) = prod_d q(z_d|x): with a factorised prior, a KL per dimension exists
     factorised: bool = False
 
-    def __init__(self, latent_dim: int, logvar_range: Sequence[float] | None = None):
+    def __init__(self, latent_dim: int, logvar_range: Sequence[float] | None = None,
+                 path_gradient: bool = False):
         super().__init__()
         check_number("model.latent_dim", latent_dim, low=1, integer=True)
         if logvar_range is not None and not logvar_range[0] < logvar_range[1]:
@@ -34,6 +35,7 @@ class Posterior(nn.Module):
                              f"got {list(logvar_range)}")
         self.latent_dim = latent_dim
         self.logvar_range = None if logvar_range is None else tuple(logvar_range)
+        self.path_gradient = path_gradient
 
     @classmethod
     def param_features(cls, latent_dim: int, **options) -> int:
@@ -46,11 +48,17 @@ class Posterior(nn.Module):
         mu, logvar = features[:, :2 * self.latent_dim].chunk(2, dim=1)
         if self.logvar_range is not None:
             logvar = nn.functional.hardtanh(logvar, *self.logvar_range)
-        return DiagonalGaussian(mu, logvar)
+        return DiagonalGaussian(mu, logvar, self.path_gradient)
 
 
 class DiagonalGaussianPosterior(Posterior):
-    """q(z|x) = N(mu(x), diag(sigma^2(x))), the encoder's 2D features being (mu, log sigma^2)."""
+    """q(z|x) = N(mu(x), diag(sigma^2(x))), the encoder's 2D features being (mu, log sigma^2).
+    With a prior that has no closed-form KL against it, `path_gradient` (default) takes the
+    one-sample KL estimate's gradient through the sample only (DiagonalGaussian.kl_log_prob)."""
+
+    def __init__(self, latent_dim: int, logvar_range: Sequence[float] | None = None,
+                 path_gradient: bool = True):
+        super().__init__(latent_dim, logvar_range, path_gradient)
 
     name = "diagonal_gaussian"
     gaussian = True

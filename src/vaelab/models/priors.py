@@ -96,15 +96,20 @@ class StandardNormalPrior(Prior):
 
 
 class MixtureOfGaussiansPrior(Prior):
-    """p(z) = sum_k pi_k N(m_k, diag(s_k^2)): K learned components (means drawn from N(0, I),
-    unit scales, equal weights at the start; `learn_weights=false` keeps them equal)."""
+    """p(z) = sum_k pi_k N(m_k, diag(s_k^2)): K learned components, starting near N(0, I) (means
+    drawn from N(0, mean_init_std^2 I), unit scales, equal weights; `learn_weights=false` keeps
+    the weights equal). Means spread as widely as N(0, I) draws (mean_init_std = 1) sit some
+    sqrt(D) apart, far from where the encoder's codes start, and cost nats that a short run
+    never wins back (README, "The latent model")."""
 
     name = "mixture_of_gaussians"
 
-    def __init__(self, latent_dim: int, num_components: int = 10, learn_weights: bool = True):
+    def __init__(self, latent_dim: int, num_components: int = 10, learn_weights: bool = True,
+                 mean_init_std: float = 0.1):
         super().__init__(latent_dim)
         check_number("model.prior.num_components", num_components, low=1, integer=True)
-        self.means = nn.Parameter(torch.randn(num_components, latent_dim))
+        check_number("model.prior.mean_init_std", mean_init_std, low=0)
+        self.means = nn.Parameter(torch.randn(num_components, latent_dim) * mean_init_std)
         self.log_scales = nn.Parameter(torch.zeros(num_components, latent_dim))
         logits = torch.zeros(num_components)
         if learn_weights:
