@@ -10,8 +10,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from vaelab.checkpoints import load_run
-from vaelab.configs import CONFIG_DIR, compose_config, task_config
+from vaelab.configs import CONFIG_DIR, compose_config
 from vaelab.data import DigitsDataModule
+from vaelab.run_dir import task_config
 from vaelab.trust import UntrustedConfigError, check_stored_config
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
