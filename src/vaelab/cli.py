@@ -74,6 +74,13 @@ def attr(cfg: DictConfig) -> None:
     run_task(lambda: attribute_vector_figure(cfg))
 
 
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="explore")
+def explore(cfg: DictConfig) -> None:
+    from vaelab.explore.command import explore as serve
+
+    run_task(lambda: serve(cfg))
+
+
 def train() -> None:
     """vaelab-train."""
     if is_launched_rank():
