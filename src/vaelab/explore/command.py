@@ -40,7 +40,8 @@ def build_space(cfg: DictConfig):
                         cfg.seed, cfg.range_sigmas, cfg.unused_below, cfg.batch_size,
                         cfg.directions.split, cfg.directions.num_images)
     path = Path(cfg.ckpt_path)
-    return space, f"{path.parent.parent.name}/{path.name}"
+    run = path.parent.parent.name if path.parent.name == "checkpoints" else ""
+    return space, f"{run}/{path.name}" if run else path.name
 
 
 def explore(cfg: DictConfig) -> None:
