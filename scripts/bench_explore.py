@@ -2,7 +2,7 @@
 
     python scripts/bench_explore.py --ckpt <run>/checkpoints/last.ckpt [--data-dir <folder>]
 
-Starts the real command (`python -m vaelab.explore ... port=0`) in a subprocess, sends
+Starts the real command (vaelab-explore ... port=0) in a subprocess, sends
 `--requests` decodes of random codes one at a time over one keep-alive connection (as the
 page does: one request in flight), then from `--clients` threads at once, and prints latency
 percentiles and requests/s; then the same decodes in this process without HTTP (the model's
@@ -28,7 +28,9 @@ from vaelab.explore.images import png_data_url
 
 
 def start_server(overrides: list[str]) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "vaelab.explore", "port=0", *overrides],
+    command = ("import sys; sys.argv[0] = 'vaelab-explore'; "
+               "from vaelab.cli import explore; explore()")  # the console script
+    proc = subprocess.Popen([sys.executable, "-c", command, "port=0", *overrides],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in proc.stdout:
         match = re.search(r"open (http://\S+) in a browser", line)

@@ -57,12 +57,12 @@ def state(page, expression: str):
 
 
 def settle(page) -> None:
-    """Wait until every decode the page sent has been shown."""
-    page.wait_for_function("(() => { const s = window.vaelab.stats; "
-                           "return s.decodesShown === s.decodesSent; })()")
-    page.wait_for_timeout(50)
-    page.wait_for_function("(() => { const s = window.vaelab.stats; "
-                           "return s.decodesShown === s.decodesSent; })()")
+    """Wait until every decode the page sent has come back (twice, 50 ms apart: a decode
+    that was waiting is sent when the one in flight returns)."""
+    for _ in range(2):
+        page.wait_for_function("(() => { const s = window.vaelab.stats; "
+                               "return s.decodesDone === s.decodesSent; })()")
+        page.wait_for_timeout(50)
 
 
 def click_point(page, index: int) -> None:
@@ -112,6 +112,7 @@ def test_a_burst_of_moves_sends_no_backlog_and_shows_the_last(page, server):
     settle(page)
     # one request was in flight; of the 300 moves after it only the newest was sent
     assert len(decodes) <= 3, len(decodes)
+    assert page.evaluate("window.vaelab.stats.decodesSkipped") >= 297  # dropped, never sent
     shown = page.evaluate("""async () => {
         const s = window.vaelab.state;
         const r = await fetch('/api/decode', {method: 'POST',
@@ -180,10 +181,12 @@ def test_a_direction_and_a_prior_sample(page, server):
     settle(page)
     vector, _ = server.space.direction("9", "4")
     assert state(page, "z") == pytest.approx((torch_tensor(base) + vector).tolist(), abs=1e-4)
-    page.click("#sample")
-    page.wait_for_function(f"window.vaelab.state.z[0] !== {state(page, 'z[0]')}")
+    before = state(page, "z")
+    with page.expect_response("**/api/sample") as sampled:
+        page.click("#sample")
+    assert sampled.value.status == 200, sampled.value.text()
     settle(page)
-    assert page.is_hidden("#error")
+    assert state(page, "z") != before and page.is_hidden("#error")
 
 
 def torch_tensor(values):

@@ -37,8 +37,10 @@ def read_until(proc, pattern: str, timeout: float = 120) -> tuple[re.Match | Non
 
 
 def test_the_command_serves_a_checkpoint_at_the_url_it_prints(tmp_path):
-    proc = run_command(tmp_path, ["vaelab.explore", f"ckpt_path={digits_checkpoint()}",
-                                  "port=0", "num_points=50"], wait=False)
+    args = [f"ckpt_path={digits_checkpoint()}", "port=0", "num_points=50"]
+    code = (f"import sys; sys.argv = ['vaelab-explore', *{args!r}]; "
+            "from vaelab.cli import explore; explore()")  # the console script vaelab-explore
+    proc = run_command(tmp_path, ["-c", code], module=False, wait=False)
     try:
         match, out = read_until(proc, r"open (http://127\.0\.0\.1:\d+/) in a browser")
         assert match, out

@@ -159,7 +159,8 @@ class LatentSpace:
         condition = self.condition(y)
         x = self.data.model_input(image.unsqueeze(0)).to(self.model.device)
         with self._lock, torch.no_grad():
-            z = self.model.posterior(x, condition).mean
+            z = self.model.posterior(x, None if condition is None else
+                                     condition.to(self.model.device)).mean
             reconstruction = self._decode(z, condition)[0]
         z = z.cpu()
         placed = None if self.projection is None else self.projection.place(z)[0].tolist()

@@ -18,7 +18,7 @@ const state = {
   padPoints: null,
 };
 // what the tests (and a curious user in the console) can read
-const stats = { decodesSent: 0, decodesSkipped: 0, decodesShown: 0 };
+const stats = { decodesSent: 0, decodesSkipped: 0, decodesShown: 0, decodesDone: 0 };
 window.vaelab = { state, stats, scatterPixel: (i) => scatterView().pixel(i) };
 
 // -- talking to the server ---------------------------------------------------------------
@@ -51,6 +51,7 @@ function latestOnly(send, show) {
     }
     inFlight = true;
     send(payload).then(show, showError).finally(() => {
+      stats.decodesDone += 1;
       inFlight = false;
       if (waiting !== null) {
         const next = waiting;
