@@ -3,7 +3,7 @@ server of a trained digits checkpoint (one server and one browser for the module
 
 import pytest
 
-from helpers.explore import digits_checkpoint, image_file
+from helpers.explore import digits_checkpoint, image_file, two_layer_model
 from vaelab.configs import compose_config
 from vaelab.explore.browser import chromium_path
 
@@ -231,3 +231,28 @@ def test_bad_requests_leave_the_server_and_the_page_working(page):
     page.click("#sample")
     page.wait_for_function(f"document.querySelector('#decoded').src !== {before!r}")
     assert page.is_hidden("#error")
+
+
+def test_a_hierarchical_model_resamples_from_a_layer_down(browser, server):
+    from vaelab.explore.app import create_app
+    from vaelab.explore.server import BackgroundServer
+    from vaelab.explore.space import LatentSpace
+
+    space = LatentSpace(two_layer_model(), server.space.data, num_points=50)
+    with BackgroundServer(create_app(space)) as hierarchical:
+        page = browser.new_page()
+        page.goto(hierarchical.url)
+        page.wait_for_selector("body[data-ready=true]")
+        assert page.is_visible("#layer-row")
+        assert page.eval_on_selector_all("#layer option", "o => o.map(x => x.textContent)") == \
+            ["1 (top, all layers)", "2 of 2"]
+        page.select_option("#layer", "1")
+        before = state(page, "z")
+        with page.expect_response("**/api/sample") as sampled:
+            page.click("#sample")
+        assert sampled.value.status == 200
+        page.wait_for_function("window.vaelab.stats.decodesDone === window.vaelab.stats."
+                               "decodesSent")
+        after = state(page, "z")
+        assert after[:2] == before[:2] and after[2:] != before[2:]  # the top layer is kept
+        page.close()

@@ -112,7 +112,7 @@ def test_loopback_addresses():
 
 @pytest.mark.parametrize("override, message", [
     ("port=70000", "port=70000: give a port in 0..65535"),
-    ("num_points=0", "num_points=0: give a whole number >= 1"),
+    ("num_points=1", "num_points=1: give a whole number >= 2"),
     ("uploads.max_bytes=-1", "uploads.max_bytes=-1: give a whole number >= 1"),
 ])
 def test_bad_options_are_one_line(tmp_path, override, message):

@@ -5,8 +5,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from helpers.explore import space_of
-from helpers.models import tiny_vae
+from helpers.explore import space_of, two_layer_model
 from vaelab.explore.projection import ScatterProjection
 from vaelab.explore.space import LatentSpace, RequestError, latent_layers
 from vaelab.models.attribute_vectors import attribute_vector
@@ -145,24 +144,9 @@ def test_prior_samples_have_the_temperatures_spread(space):
         space.sample(1.0, layer=1, z=[0.0] * space.model.latent_dim)
 
 
-def _two_layer_model():
-    """A 4-D model that says its code is two layers of 2 and resamples from a layer down by
-    keeping the layers above: what a hierarchical model exposes to the explorer."""
-    model = tiny_vae(latent_dim=4)
-    model.latent_layers = [2, 2]
-
-    def resample_from_layer(z, layer, generator, temperature):
-        fresh = model.prior.sample(len(z), generator, temperature)
-        keep = sum(model.latent_layers[:layer])
-        return torch.cat([z[:, :keep], fresh[:, keep:]], dim=1)
-
-    model.resample_from_layer = resample_from_layer
-    return model
-
-
 def test_a_hierarchical_model_resamples_from_a_layer_down(tmp_path):
     space = space_of([], tmp_path, num_points=30)
-    model = _two_layer_model()
+    model = two_layer_model()
     hierarchical = LatentSpace(model, space.data, num_points=30)
     assert hierarchical.info()["layers"] == [2, 2]
     z = [5.0, -5.0, 5.0, -5.0]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from helpers.models import tiny_vae
 from vaelab.builders import build
 from vaelab.configs import compose_config
 from vaelab.explore.space import LatentSpace
@@ -30,6 +31,21 @@ def space_of(overrides: list[str], folder: Path, num_points: int = 60,
     data.setup()
     model.setup_data(data)
     return LatentSpace(model, data, num_points=num_points, batch_size=64, **options)
+
+
+def two_layer_model():
+    """A 4-D model that says its code is two layers of 2 and resamples from a layer down by
+    keeping the layers above: what a hierarchical model exposes to the explorer."""
+    model = tiny_vae(latent_dim=4)
+    model.latent_layers = [2, 2]
+
+    def resample_from_layer(z, layer, generator, temperature):
+        fresh = model.prior.sample(len(z), generator, temperature)
+        keep = sum(model.latent_layers[:layer])
+        return torch.cat([z[:, :keep], fresh[:, keep:]], dim=1)
+
+    model.resample_from_layer = resample_from_layer
+    return model
 
 
 @functools.cache

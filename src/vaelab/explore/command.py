@@ -15,7 +15,7 @@ WEB_PACKAGES = {"fastapi", "starlette", "uvicorn", "pydantic"}
 
 def check_options(cfg: DictConfig) -> None:
     check_number("port", cfg.port, low=0, integer=True)
-    check_number("num_points", cfg.num_points, low=1, integer=True)
+    check_number("num_points", cfg.num_points, low=2, integer=True)
     check_number("range_sigmas", cfg.range_sigmas, low=0.1)
     check_number("directions.num_images", cfg.directions.num_images, low=1, integer=True)
     check_number("uploads.max_bytes", cfg.uploads.max_bytes, low=1, integer=True)

@@ -15,7 +15,7 @@ import torch
 from vaelab.explore.projection import ScatterProjection
 from vaelab.models.attribute_vectors import attribute_vector
 from vaelab.models.distributions import standard_deviations_as_levels
-from vaelab.models.latents import decode_means, encode_images
+from vaelab.models.latents import EncodedImages, decode_means, encode_images
 from vaelab.models.vae import condition_names
 from vaelab.viz.grids import interpolate, latent_quantiles
 from vaelab.viz.plots import class_colours
@@ -51,6 +51,18 @@ def resample_from_layer(model, z: torch.Tensor, layer: int, generator: torch.Gen
     return model.prior.sample(len(z), generator, temperature).to(z.device)
 
 
+def slider_ranges(model, codes: EncodedImages, sigmas: float
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(low, median, high) of each latent dim, each [D] on the CPU: the values at -sigmas, 0
+    and +sigmas standard deviations, as quantiles of the prior's marginals where it has them,
+    else of the aggregate posterior (viz.grids.latent_quantiles, as the manifold figure)."""
+    levels = standard_deviations_as_levels(torch.tensor([-sigmas, 0.0, sigmas]))
+    low, centre, high = latent_quantiles(model, codes, levels).cpu().clone()
+    flat = (high - low) < 1e-6  # a dim the aggregate posterior never moves
+    low[flat], high[flat] = centre[flat] - 1, centre[flat] + 1
+    return low, centre, high
+
+
 def _hex(colour: Sequence[float]) -> str:
     return "#" + "".join(f"{round(255 * c):02x}" for c in colour[:3])
 
@@ -64,47 +76,39 @@ class LatentSpace:
                  scatter_method: str = "pca", seed: int = 0, range_sigmas: float = 3.0,
                  unused_below: float = 0.01, batch_size: int = 500,
                  direction_split: str = "train", direction_images: int = 1000):
-        self.model, self.data = model, datamodule
-        self.batch_size, self.seed = batch_size, seed
+        self.model, self.data, self.split = model, datamodule, split
+        self.batch_size, self.seed, self.unused_below = batch_size, seed, unused_below
         self.direction_split, self.direction_images = direction_split, direction_images
         self._lock = threading.Lock()
         self._generator = torch.Generator().manual_seed(seed)
         self._directions: dict[tuple[str, str | None], tuple[torch.Tensor, dict]] = {}
         self.layers = latent_layers(model)
-        self.images = datamodule.images(split)[:num_points].cpu()
-        labels = datamodule.labels(split)[:num_points]
-        self.classes = datamodule.class_labels(labels).cpu()
-        conditions = model.condition_of(labels.to(model.device))
-        self.conditions = None if conditions is None else conditions.cpu()
-        codes = encode_images(model, self.images, batch_size, datamodule.model_input,
-                              conditions, torch.Generator(model.device).manual_seed(seed))
-        self.means = codes.means.cpu()
+        codes = self._encode(num_points)
         usage, self.usage_kind = codes.usage()
         self.usage = usage.cpu()
-        self.unused_below = unused_below
-        levels = standard_deviations_as_levels(torch.tensor([-range_sigmas, 0.0, range_sigmas]))
-        self.low, self.centre, self.high = latent_quantiles(model, codes, levels).cpu().clone()
-        flat = (self.high - self.low) < 1e-6  # a dim the aggregate posterior never moves
-        self.low[flat], self.high[flat] = self.centre[flat] - 1, self.centre[flat] + 1
+        self.low, self.centre, self.high = slider_ranges(model, codes, range_sigmas)
         self.projection = ScatterProjection(self.means, scatter_method, seed) \
             if model.latent_dim >= 2 else None
-        self.split = split
+
+    def _encode(self, count: int) -> EncodedImages:
+        """Encode the split's first `count` images; keep them (uint8 [N, C, H, W]), their
+        classes [N], conditions [N, C'] (or None) and posterior means [N, D], on the CPU."""
+        model, data = self.model, self.data
+        self.images = data.images(self.split)[:count].cpu()
+        labels = data.labels(self.split)[:count]
+        self.classes = data.class_labels(labels).cpu()
+        conditions = model.condition_of(labels.to(model.device))
+        self.conditions = None if conditions is None else conditions.cpu()
+        codes = encode_images(model, self.images, self.batch_size, data.model_input,
+                              conditions, torch.Generator(model.device).manual_seed(self.seed))
+        self.means = codes.means.cpu()
+        return codes
 
     # -- what the page shows before any request ---------------------------------------------
     def info(self) -> dict:
         """Everything the page needs to lay itself out (JSON-ready)."""
-        model, data = self.model, self.data
+        model = self.model
         order = self.usage.argsort(descending=True).tolist()
-        names = data.class_names
-        colours = class_colours(self.classes.unique().tolist())
-        classes = [{"id": c, "name": names[c] if 0 <= c < len(names) else str(c),
-                    "colour": _hex(colour)} for c, colour in colours.items()]
-        scatter = None
-        if self.projection is not None:
-            scatter = {"x": self.projection.xy[:, 0].tolist(),
-                       "y": self.projection.xy[:, 1].tolist(),
-                       "classes": self.classes.tolist(), "axes": list(self.projection.axes),
-                       "split": self.split}
         return {
             "latent_dim": model.latent_dim,
             "image_shape": list(self.images.shape[1:]),
@@ -118,13 +122,28 @@ class LatentSpace:
             "usage_kind": self.usage_kind,
             "centre": self.centre.tolist(),
             "condition": None if model.condition is None else {
-                "kind": model.condition, "names": condition_names(data, model.condition)},
-            "classes": classes,
-            "scatter": scatter,
-            "attributes": list(data.attribute_names),
+                "kind": model.condition, "names": condition_names(self.data, model.condition)},
+            "classes": self._classes(),
+            "scatter": self._scatter(),
+            "attributes": list(self.data.attribute_names),
             "layers": self.layers,
             "num_points": len(self.images),
         }
+
+    def _classes(self) -> list[dict]:
+        """The scatter's classes: id, name and colour (the latent_scatter figure's)."""
+        names = self.data.class_names
+        return [{"id": c, "name": names[c] if 0 <= c < len(names) else str(c),
+                 "colour": _hex(colour)}
+                for c, colour in class_colours(self.classes.unique().tolist()).items()]
+
+    def _scatter(self) -> dict | None:
+        """The posterior means in the plane, with their classes; None below 2 dims."""
+        if self.projection is None:
+            return None
+        return {"x": self.projection.xy[:, 0].tolist(), "y": self.projection.xy[:, 1].tolist(),
+                "classes": self.classes.tolist(), "axes": list(self.projection.axes),
+                "split": self.split}
 
     def points(self, x_dim: int, y_dim: int) -> dict:
         """The scatter images' posterior means on two latent dims (the pad's background)."""
