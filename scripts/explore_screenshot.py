@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 from vaelab.configs import compose_config
 from vaelab.explore.app import create_app
 from vaelab.explore.browser import chromium_context
-from vaelab.explore.command import build_space
+from vaelab.explore.command import LOOPBACK_NAMES, build_space
 from vaelab.explore.server import BackgroundServer
 
 
@@ -63,7 +63,7 @@ def main() -> None:
     space, title = build_space(compose_config("explore", overrides, "explore_screenshot"))
     upload = Path(args.upload).read_bytes() if args.upload else drawn_digit()
     xy = space.projection.xy
-    with BackgroundServer(create_app(space, title)) as server, \
+    with BackgroundServer(create_app(space, title, allowed_hosts=LOOPBACK_NAMES)) as server, \
             chromium_context(args.width, args.height) as browser:
         page = browser.new_page()
         page.goto(server.url)

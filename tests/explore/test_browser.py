@@ -17,14 +17,15 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     from vaelab.explore.app import create_app
-    from vaelab.explore.command import build_space
+    from vaelab.explore.command import LOOPBACK_NAMES, build_space
     from vaelab.explore.server import BackgroundServer
 
     cfg = compose_config("explore", [f"ckpt_path={digits_checkpoint()}", "num_points=300",
                                      "directions.num_images=200"],
                          tmp_path_factory.mktemp("explore"))
     space, title = build_space(cfg)
-    with BackgroundServer(create_app(space, title, max_upload_bytes=50_000)) as running:
+    app = create_app(space, title, max_upload_bytes=50_000, allowed_hosts=LOOPBACK_NAMES)
+    with BackgroundServer(app) as running:
         running.space = space
         yield running
 

@@ -50,6 +50,9 @@ def test_the_command_serves_a_checkpoint_at_the_url_it_prints(tmp_path):
         assert info["title"] == "run/last.ckpt"
         page = httpx2.get(url, timeout=30)
         assert page.status_code == 200 and "vaelab-explore" in page.text
+        # a page elsewhere whose name resolves to 127.0.0.1 (DNS rebinding) gets nothing
+        rebound = httpx2.get(url + "api/info", headers={"Host": "rebind.example:80"}, timeout=30)
+        assert rebound.status_code == 400
         proc.send_signal(signal.SIGINT)  # Ctrl+C
         assert proc.wait(timeout=30) == 0
     finally:

@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
@@ -130,10 +131,14 @@ def _upload_bytes(data: str, max_bytes: int) -> bytes:
 
 
 def create_app(space: LatentSpace, title: str = "vaelab-explore", max_upload_bytes: int = 5_000_000,
-               max_pixels: int = 16_000_000) -> FastAPI:
-    """The app serving `space`; uploads of at most `max_upload_bytes` and `max_pixels`."""
+               max_pixels: int = 16_000_000, allowed_hosts: list[str] | None = None) -> FastAPI:
+    """The app serving `space`; uploads of at most `max_upload_bytes` and `max_pixels`;
+    requests only for `allowed_hosts` (Host header; None: any)."""
     app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(BodyLimit, max_bytes=max(MAX_JSON_BYTES, 4 * max_upload_bytes // 3 + 4096))
+    if allowed_hosts is not None:
+        # a web page whose name an attacker points at 127.0.0.1 (DNS rebinding) is refused
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     @app.exception_handler(RequestValidationError)

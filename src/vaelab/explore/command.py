@@ -9,6 +9,8 @@ from omegaconf import DictConfig
 from vaelab.console import configure_console, log
 from vaelab.validation import check_number
 
+#: the names a browser on this machine reaches a loopback server by (Host headers)
+LOOPBACK_NAMES = ["localhost", "127.0.0.1", "::1", "[::1]"]
 #: what the explore extra installs
 WEB_PACKAGES = {"fastapi", "starlette", "uvicorn", "pydantic"}
 
@@ -67,7 +69,8 @@ def explore(cfg: DictConfig) -> None:
         from vaelab.explore.app import create_app
 
         space, title = build_space(cfg)
-        app = create_app(space, title, cfg.uploads.max_bytes, cfg.uploads.max_pixels)
+        app = create_app(space, title, cfg.uploads.max_bytes, cfg.uploads.max_pixels,
+                         [*LOOPBACK_NAMES, cfg.host] if is_loopback(cfg.host) else None)
         log.info(f"vaelab-explore: open {url_of(sock)} in a browser (Ctrl+C stops it)")
         serve(app, sock)
         log.info("vaelab-explore stopped")

@@ -117,8 +117,8 @@ function buildSliders() {
     name.textContent = `z[${dim.index}]`;
     const usage = document.createElement("span");
     usage.className = "usage";
-    usage.textContent = (info.usage_kind === "kl" ? `${dim.usage.toFixed(2)} nats`
-      : `var ${dim.usage.toFixed(3)}`) + (dim.unused ? " · unused" : "");
+    usage.textContent = (info.usage_kind === "kl" ? `${dim.usage.toPrecision(2)} nats`
+      : `var ${dim.usage.toPrecision(2)}`) + (dim.unused ? " · unused" : "");
     const input = document.createElement("input");
     Object.assign(input, { type: "range", min: dim.low, max: dim.high,
       step: (dim.high - dim.low) / 500, value: dim.centre });
