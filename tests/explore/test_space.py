@@ -39,9 +39,16 @@ def test_dims_are_ordered_by_mean_kl_and_the_unused_ones_marked(tmp_path):
     assert [d["unused"] for d in info["dims"]] == [bool(v < threshold) for v in
                                                    kl.sort(descending=True).values]
     assert any(d["unused"] for d in info["dims"]) and not all(d["unused"] for d in info["dims"])
-    # N(0, I): each slider spans the prior's +-3 sigma, centred on its median 0
+    # N(0, I): each slider spans the prior's +-3 sigma, centred on its median 0, and holds
+    # every scatter image's code
     assert all((d["low"], d["centre"], d["high"]) == pytest.approx((-3, 0, 3), abs=1e-4)
                for d in info["dims"])
+    narrow = space_of([], tmp_path, num_points=120, range_sigmas=0.1)
+    means = narrow.means
+    assert [(d["low"], d["high"]) for d in narrow.info()["dims"]] == [
+        pytest.approx((min(-0.1, float(means[:, d].min())), max(0.1, float(means[:, d].max()))),
+                      abs=1e-5) for d in narrow.usage.argsort(descending=True).tolist()]
+    assert (means.min(0).values < -0.1).any()  # some slider was widened
 
 
 def test_without_a_kl_per_dim_the_dims_are_ordered_by_the_variance_of_the_means(tmp_path):

@@ -55,9 +55,12 @@ def slider_ranges(model, codes: EncodedImages, sigmas: float
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(low, median, high) of each latent dim, each [D] on the CPU: the values at -sigmas, 0
     and +sigmas standard deviations, as quantiles of the prior's marginals where it has them,
-    else of the aggregate posterior (viz.grids.latent_quantiles, as the manifold figure)."""
+    else of the aggregate posterior (viz.grids.latent_quantiles, as the manifold figure),
+    widened to hold every encoded image's posterior mean."""
     levels = standard_deviations_as_levels(torch.tensor([-sigmas, 0.0, sigmas]))
     low, centre, high = latent_quantiles(model, codes, levels).cpu().clone()
+    means = codes.means.cpu()
+    low, high = torch.minimum(low, means.min(0).values), torch.maximum(high, means.max(0).values)
     flat = (high - low) < 1e-6  # a dim the aggregate posterior never moves
     low[flat], high[flat] = centre[flat] - 1, centre[flat] + 1
     return low, centre, high

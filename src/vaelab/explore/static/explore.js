@@ -168,6 +168,10 @@ function drawPad() {
   ctx.strokeStyle = "#999";
   ctx.strokeRect(MARGIN, MARGIN, canvas.width - 2 * MARGIN, canvas.height - 2 * MARGIN);
   if (state.padPoints) {
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(MARGIN, MARGIN, canvas.width - 2 * MARGIN, canvas.height - 2 * MARGIN);
+    ctx.clip();  // the handle may leave the box (a code pushed along a direction); dots do not
     ctx.globalAlpha = 0.35;
     const { x, y, classes } = state.padPoints;
     for (let i = 0; i < x.length; i++) {
@@ -175,7 +179,7 @@ function drawPad() {
       ctx.fillStyle = classColour(classes[i]);
       ctx.fillRect(px - 1.5, py - 1.5, 3, 3);
     }
-    ctx.globalAlpha = 1;
+    ctx.restore();
   }
   ctx.fillStyle = "#555";
   ctx.font = "11px sans-serif";
