@@ -14,6 +14,7 @@ COMMANDS = {
     "evaluate": "vaelab-eval: every test metric of a trained run",
     "viz": "vaelab-viz: draw the latent-space figures",
     "attr": "vaelab-attr: a latent attribute vector",
+    "explore": "vaelab-explore: the latent space of a trained run, live in the browser",
 }
 
 

@@ -20,6 +20,9 @@ def test_a_wheel_carries_the_configs_and_an_install_from_it_finds_them(tmp_path)
     (wheel,) = (tmp_path / "dist").glob("vaelab-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "vaelab/conf/train.yaml" in names and "vaelab/conf/data/mnist.yaml" in names
+    # vaelab-explore's page: its static files travel inside the package
+    assert {f"vaelab/explore/static/{f}" for f in ("index.html", "explore.js", "explore.css")} \
+        <= set(names) and "vaelab/conf/explore.yaml" in names
 
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",

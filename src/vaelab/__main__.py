@@ -7,7 +7,7 @@ import sys
 from vaelab import cli
 
 COMMANDS = {"train": cli.train, "eval": cli.evaluate, "viz": cli.viz, "attr": cli.attr,
-            "report": cli.report}
+            "report": cli.report, "explore": cli.explore}
 #: the command, for the DDP ranks Lightning launches by re-running `python -m vaelab.__main__`
 #: with this process's remaining arguments (the command name no longer among them)
 COMMAND_ENV = "VAELAB_COMMAND"
@@ -19,7 +19,8 @@ def main() -> None:
     command = os.environ.get(COMMAND_ENV)
     if command not in COMMANDS:
         sys.exit(f"usage: python -m vaelab {{{','.join(COMMANDS)}}} [overrides] "
-                 "(the same as vaelab-train, vaelab-eval, vaelab-viz, vaelab-attr, vaelab-report)")
+                 "(the same as vaelab-train, vaelab-eval, vaelab-viz, vaelab-attr, vaelab-report, "
+                 "vaelab-explore)")
     COMMANDS[command]()
 
 

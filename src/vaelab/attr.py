@@ -17,40 +17,11 @@ from vaelab import interrupts
 from vaelab.atomic import atomic_path
 from vaelab.checkpoints import command_attempt, load_command_run
 from vaelab.console import configure_console, log
-from vaelab.models.latents import decode_means, posterior_means
+from vaelab.models.attribute_vectors import attribute_vector, find_column, group_masks, pick
+from vaelab.models.latents import decode_means
+from vaelab.models.vae import condition_names
 from vaelab.viz.attribute import attribute_sweep_figure
 from vaelab.viz.images import save_figure
-
-
-def find_column(names: Sequence[str], name: str | int) -> int:
-    """Index of attribute `name` (exact, else the one case-insensitive match)."""
-    name = str(name)
-    matches = [i for i, n in enumerate(names) if n == name] or [
-        i for i, n in enumerate(names) if n.lower() == name.lower()]
-    if len(matches) != 1:
-        raise ValueError(f"{name!r} is not an attribute of this data; choose one of {list(names)}")
-    return matches[0]
-
-
-def group_masks(names: Sequence[str], table: torch.Tensor, attribute: str | int,
-                source: str | int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(with, without) bool [N]: `attribute` vs not, or vs `source` (each without the other)."""
-    column = find_column(names, attribute)
-    target = table[:, column]
-    if source is None:
-        return target, ~target
-    if find_column(names, source) == column:
-        raise ValueError(f"source={source} and attribute={attribute} are the same: give another "
-                         "source, or source=null for images without the attribute")
-    other = table[:, find_column(names, source)]
-    return target & ~other, other & ~target
-
-
-def pick(mask: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
-    """At most n random indices where mask is true, in increasing order."""
-    where = mask.nonzero().squeeze(1)
-    chosen = where[torch.randperm(len(where), generator=generator)[:n]]
-    return chosen.sort().values
 
 
 @torch.no_grad()
@@ -69,11 +40,6 @@ def conditional_decodes(model, x: torch.Tensor, y: torch.Tensor, target: torch.T
     x [N, C, H, W], y and target [N, C'] -> [A, N, C, H, W]."""
     codes = model.posterior(x, y).mean
     return torch.stack([decode_means(model, codes, y=y + a * (target - y)) for a in alphas])
-
-
-def condition_names(model, datamodule) -> list[str]:
-    """The name of each entry of a conditional model's condition vector."""
-    return datamodule.class_names if model.condition == "label" else datamodule.attribute_names
 
 
 def with_attribute(names: Sequence[str], y: torch.Tensor, attribute: str | int,
@@ -97,27 +63,6 @@ def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def attribute_vector(model, datamodule, split: str, attribute: str | int,
-                     source: str | int | None, num_images: int, batch_size: int,
-                     generator: torch.Generator) -> tuple[torch.Tensor, dict]:
-    """Mean E[z|x] of up to num_images images with minus without; -> ([latent_dim], counts)."""
-    images = datamodule.images(split)
-    with_mask, without_mask = group_masks(*datamodule.attributes(split), attribute, source)
-    groups = {"with": pick(with_mask, num_images, generator),
-              "without": pick(without_mask, num_images, generator)}
-    empty = [k for k, idx in groups.items() if len(idx) == 0]
-    if empty:
-        raise ValueError(f"the {split} split has no images {' or '.join(empty)} "
-                         f"attribute={attribute} (source={source}): pick another attribute")
-    labels = datamodule.labels(split)
-    means = {k: posterior_means(model, images[idx.to(images.device)], batch_size,
-                                datamodule.model_input,
-                                model.condition_of(labels[idx.to(labels.device)])).mean(0)
-             for k, idx in groups.items()}
-    counts = {f"num_{k}": len(idx) for k, idx in groups.items()}
-    return means["with"] - means["without"], counts
 
 
 def images_to_show(datamodule, split: str, attribute: str | int, source: str | int | None,
@@ -177,8 +122,9 @@ def write_attribute_vector(cfg: DictConfig, model, datamodule, output_dir: Path
                f"latent vector: z + α · ({start} → {cfg.attribute})")]
     if y is not None:
         panels.append((conditional_decodes(
-            model, x, y, with_attribute(condition_names(model, datamodule), y, cfg.attribute,
-                                        cfg.source, exclusive=model.condition == "label"),
+            model, x, y, with_attribute(condition_names(datamodule, model.condition), y,
+                                        cfg.attribute, cfg.source,
+                                        exclusive=model.condition == "label"),
             cfg.alphas), f"condition: y + α · (y with {cfg.attribute} − y), z fixed"))
     with atomic_path(paths["vector"]) as tmp:
         torch.save({"vector": vector.cpu(), "attribute": str(cfg.attribute),

@@ -109,6 +109,13 @@ def launched_rank(task: Callable[[DictConfig], object]) -> None:
     run_task(lambda: task(launched_rank_config()))
 
 
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="explore")
+def explore(cfg: DictConfig) -> None:
+    from vaelab.explore.command import explore as serve
+
+    run_task(lambda: serve(cfg))
+
+
 def train() -> None:
     """vaelab-train."""
     if is_launched_rank():

@@ -30,16 +30,19 @@ class EncodedImages:
     #: per dimension (a prior or posterior that does not factorise)
     kl_per_dim: torch.Tensor | None
 
-    def informative_dims(self) -> list[int]:
-        """The dimensions, most informative first: by mean KL where it exists per dimension,
-        else by the variance of the posterior means over the images (the active-units
-        criterion, Burda et al. 2016)."""
+    def usage(self) -> tuple[torch.Tensor, str]:
+        """(how much each dimension is used, float64 [D]; by what): the mean KL in nats where
+        it exists per dimension ("kl"), else the variance of the posterior means over the
+        images ("variance", the active-units criterion, Burda et al. 2016)."""
         if self.kl_per_dim is not None:
-            score = self.kl_per_dim.double().mean(dim=0)
-        else:
-            score = self.means.double().var(dim=0) if len(self.means) > 1 \
-                else torch.zeros(self.means.shape[1])
-        return score.argsort(descending=True).tolist()
+            return self.kl_per_dim.double().mean(dim=0), "kl"
+        if len(self.means) > 1:
+            return self.means.double().var(dim=0), "variance"
+        return torch.zeros(self.means.shape[1], dtype=torch.float64), "variance"
+
+    def informative_dims(self) -> list[int]:
+        """The dimensions, most used first (by `usage`)."""
+        return self.usage()[0].argsort(descending=True).tolist()
 
 
 @torch.no_grad()

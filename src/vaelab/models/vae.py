@@ -46,6 +46,11 @@ def condition_vectors(datamodule, kind: str, labels: torch.Tensor) -> torch.Tens
     return datamodule.attribute_rows(labels).float()
 
 
+def condition_names(datamodule, kind: str) -> list[str]:
+    """The name of each entry of the data's condition vectors of this kind."""
+    return list(datamodule.class_names if kind == "label" else datamodule.attribute_names)
+
+
 def condition_size(datamodule, kind: str) -> int:
     """C, the length of the data's condition vectors of this kind."""
     return datamodule.num_classes if kind == "label" else len(datamodule.attribute_names)
