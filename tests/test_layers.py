@@ -49,4 +49,5 @@ def test_python_m_vaelab_runs_the_commands():
     assert "latent_dim" in done.stdout
     done = subprocess.run([sys.executable, "-m", "vaelab"], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
-    assert done.returncode == 1 and "python -m vaelab {train,eval,viz,attr,report,explore}" in done.stderr
+    assert done.returncode == 1
+    assert "python -m vaelab {train,eval,viz,attr,report,explore}" in done.stderr
