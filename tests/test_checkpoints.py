@@ -54,7 +54,7 @@ def test_last_checkpoint_is_written_after_every_epoch(make_cfg):
     LastCheckpointSteps.seen = []
     train(make_cfg([*RUN, "trainer.max_epochs=4", "callbacks.step_checkpoint=null", "test=false",
                     "+callbacks.watch._target_=test_checkpoints.LastCheckpointSteps"]))
-    assert LastCheckpointSteps.seen == [None, 20, 40, 60]  # at each epoch's end, the last one's
+    assert LastCheckpointSteps.seen == [None, *(k * STEPS_PER_EPOCH for k in (1, 2, 3))]
 
 
 class RunsCode:

@@ -3,11 +3,14 @@ at once), its URL, and uvicorn serving an app in a background thread (tests, ben
 screenshots)."""
 
 import ipaddress
+import signal
 import socket
 import threading
 import time
 
 import uvicorn
+
+from vaelab.interrupts import Interrupted
 
 
 def is_loopback(host: str) -> bool:
@@ -49,11 +52,14 @@ def server_for(app) -> uvicorn.Server:
 
 
 def serve(app, sock: socket.socket) -> None:
-    """Serve `app` on a bound socket until Ctrl+C (or SIGTERM)."""
+    """Serve `app` on a bound socket until Ctrl+C (a normal end, status 0) or SIGTERM (143)."""
     try:
         server_for(app).run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl+C it shut down on: a normal end
-        pass
+    except (KeyboardInterrupt, Interrupted) as stop:
+        # uvicorn shuts down on the signal, then re-raises it; Ctrl+C is how a user ends the
+        # explorer, so it is not an interrupted command, but a scheduler's SIGTERM still is
+        if isinstance(stop, Interrupted) and stop.signum != signal.SIGINT:
+            raise
 
 
 class BackgroundServer:
