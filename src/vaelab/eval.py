@@ -27,6 +27,7 @@ from vaelab.metrics.evaluation import (
     MAIN_SAMPLER,
     Evaluation,
     build_feature_extractor,
+    layer_descriptions,
     sampler_descriptions,
 )
 from vaelab.metrics.image_quality import SampleFidelity
@@ -98,7 +99,8 @@ def evaluate(cfg: DictConfig, feature_extractor=None) -> dict:
     if trainer.is_global_zero:
         write_json(output_dir / METRICS, metrics)
         print_table(evaluation.results, title=f"{cfg.ckpt_path} -> {output_dir / METRICS}",
-                    extra=sampler_descriptions(samplers))
+                    extra={**sampler_descriptions(samplers),
+                           **layer_descriptions(len(model.layer_sizes))})
     return metrics
 
 

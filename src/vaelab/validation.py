@@ -33,6 +33,8 @@ def _component_class(node: DictConfig, key: str, default: str) -> type:
 def check_model_components(model: DictConfig) -> None:
     """The prior, posterior, objective, KL schedule and condition compose (one line naming the
     conflict otherwise; vaelab.models.compatibility), checked from their classes alone."""
+    from hydra.utils import get_class
+
     from vaelab.models.compatibility import check_components
 
     check_components(
@@ -40,4 +42,5 @@ def check_model_components(model: DictConfig) -> None:
         _component_class(model, "posterior", "vaelab.models.DiagonalGaussianPosterior"),
         _component_class(model, "objective", "vaelab.models.Elbo"),
         _component_class(model, "kl_schedule", "vaelab.models.kl_schedules.ConstantBeta"),
-        model.get("condition"))
+        model.get("condition"),
+        getattr(get_class(model.get("_target_", "vaelab.models.VAE")), "hierarchical", False))
