@@ -188,3 +188,25 @@ def test_the_ladders_refuse_bad_shapes_in_one_line(tmp_path):
         with pytest.raises(ValueError, match=expected) as error:
             latent_size(cfg.model.ladder, "total")
         assert "\n" not in str(error.value)
+
+
+@pytest.mark.integration
+def test_training_logs_each_layers_kl_and_eval_reports_it_with_active_units(make_cfg, tmp_path):
+    from vaelab.eval import evaluate
+    from vaelab.train import train
+
+    metrics = train(make_cfg(["model=hvae", "model/prior=vamp", "model.prior.num_pseudo_inputs=8",
+                              "model/kl_schedule=linear_warmup",
+                              "model.kl_schedule.warmup_steps=10", "trainer.max_epochs=2",
+                              "logger=none", "callbacks.latent_viz=null"]))
+    for stage in ("train", "val", "test"):
+        layers = [metrics[f"{stage}/kl_layer_{i}"] for i in (1, 2)]
+        assert sum(layers) == pytest.approx(metrics[f"{stage}/kl"], rel=1e-4), stage
+    results = evaluate(make_cfg([f"ckpt_path={metrics['best_checkpoint']}", "fid.enabled=false",
+                                 "iwae.num_samples=10", "iwae.num_images=50"], name="eval",
+                                output_dir=tmp_path / "eval"))
+    assert results["test/elbo"] == pytest.approx(metrics["test/elbo"], abs=1e-3)
+    assert results["test/kl_layer_2"] == pytest.approx(metrics["test/kl_layer_2"], abs=1e-3)
+    per_layer = [results[f"test/active_units_layer_{i}"] for i in (1, 2)]
+    assert sum(per_layer) == results["test/active_units"] and results["test/latent_dim"] == 24
+    assert results["test/nll"] <= -results["test/nll_elbo"] + 1e-4

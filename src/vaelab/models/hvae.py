@@ -31,7 +31,7 @@ from vaelab.models.likelihoods import Likelihood
 from vaelab.models.objectives import Objective
 from vaelab.models.posteriors import DiagonalGaussianPosterior, Posterior
 from vaelab.models.priors import Prior, StandardNormalPrior
-from vaelab.models.vae import VAE, _repeat
+from vaelab.models.vae import VAE, _repeat, likelihood_params
 
 
 class HierarchicalVAE(VAE):
@@ -160,5 +160,6 @@ class HierarchicalVAE(VAE):
         the whole hierarchy; -> [K, B]. The K * B top-down passes run as one batch."""
         k, b = num_samples, x.shape[0]
         descent = q.draw(k, generator)
-        log_px_z = self.likelihood.log_prob(descent.params, _repeat(x, k)).view(k, b)
+        log_px_z = self.likelihood.log_prob(likelihood_params(descent.params),
+                                            _repeat(x, k)).view(k, b)
         return log_px_z + descent.log_prior().view(k, b) - descent.log_posterior().view(k, b)

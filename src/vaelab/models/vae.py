@@ -192,7 +192,8 @@ class VAE(L.LightningModule):
         return self._checked_params(self.decode(z, y), x)
 
     def _checked_params(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The decoder's output, checked to have the shape the likelihood needs for x."""
+        """The decoder's output in float32 (likelihood_params), checked to have the shape the
+        likelihood needs for x."""
         expected = (x.shape[0], *self.likelihood.param_shape(x.shape[1:]))
         if params.shape[-len(expected):] != expected:
             raise ValueError(
@@ -202,7 +203,7 @@ class VAE(L.LightningModule):
                 "model.decoder.out_channels=${vaelab.param_channels:${model.likelihood},"
                 "${data.image_shape}}"
             )
-        return params
+        return likelihood_params(params)
 
     def log_importance_weights(self, x: torch.Tensor, y: torch.Tensor | None, q,
                                num_samples: int, generator: torch.Generator | None = None
@@ -212,7 +213,7 @@ class VAE(L.LightningModule):
         k, b = num_samples, x.shape[0]
         z = q.rsample((k,), generator)  # [K, B, D]
         params = self.decode(z.reshape(k * b, -1), None if y is None else _repeat(y, k))
-        log_px_z = self.likelihood.log_prob(params, _repeat(x, k)).view(k, b)
+        log_px_z = self.likelihood.log_prob(likelihood_params(params), _repeat(x, k)).view(k, b)
         # a flow scores its own last sample from what sampling computed, not by inverting
         return log_px_z + self.prior().log_prob(z) - q.log_prob(z)
 
@@ -428,6 +429,13 @@ def _component_class(component, default: type) -> type:
         return default
     component = getattr(component, "func", component)
     return component if isinstance(component, type) else type(component)
+
+
+def likelihood_params(params: torch.Tensor) -> torch.Tensor:
+    """Decoder outputs in at least float32: under bf16/16-bit mixed precision a likelihood sums
+    thousands of per-pixel log-probabilities, which half precision would round by whole nats
+    (and mixing dtypes inside it fails)."""
+    return params.to(torch.promote_types(params.dtype, torch.float32))
 
 
 def _repeat(t: torch.Tensor, k: int) -> torch.Tensor:
