@@ -210,3 +210,21 @@ def test_training_logs_each_layers_kl_and_eval_reports_it_with_active_units(make
     per_layer = [results[f"test/active_units_layer_{i}"] for i in (1, 2)]
     assert sum(per_layer) == results["test/active_units"] and results["test/latent_dim"] == 24
     assert results["test/nll"] <= -results["test/nll_elbo"] + 1e-4
+
+
+@pytest.mark.parametrize("model", ["vae", "hvae"])
+def test_bf16_autocast_scores_the_likelihood_in_float32(tmp_path, model):
+    """Under bf16 mixed precision the decoder's output is bfloat16; the likelihood sums 3072
+    sub-pixels' log-probabilities, so it gets float32 parameters (the mixture's channel
+    coupling used to fail on the mixed dtypes)."""
+    nets = ["model/encoder=conv", "model/decoder=conv"] if model == "vae" else \
+        ["model=hvae", "model/ladder=residual", "model.ladder.width=8"]
+    cfg = compose_config("train", [*nets, "data.image_shape=[3,8,8]",
+                                   "model/likelihood=discretized_logistic_mixture"], tmp_path)
+    vae = instantiate(cfg.model)
+    x = torch.randint(0, 256, (4, 3, 8, 8)).float() / 255
+    with torch.autocast("cpu", torch.bfloat16):
+        loss, values, out = vae.batch_values(x)
+        log_w = vae.log_importance_weights(x, None, vae.posterior(x), 2)
+    assert values.dtype == torch.float32 and out["recon"].dtype == torch.float32
+    assert torch.isfinite(loss) and torch.isfinite(log_w).all()
