@@ -11,6 +11,7 @@ give q(z|x) and p(z) the interface of a flat model's (rsample, log_prob, mean; s
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch.distributions import Distribution, kl_divergence
@@ -37,6 +38,7 @@ class Layer:
         """log q(z_l | x, z_>l); [N]."""
         return self.q.log_prob(self.z if self.drawn is None else self.drawn).reshape(-1)
 
+    @cached_property
     def kl(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(KL(q || p) per code [N], per dimension [N, D_l] where it exists): in closed form
         where the pair has one, else log q(z) - log p(z) at z; for a layer below the top, the
@@ -79,12 +81,12 @@ class Descent:
     def kl_per_layer(self) -> torch.Tensor:
         """KL of each layer (Layer.kl), bottom first; [N, L]. Their sum is an unbiased estimate of
         KL(q(z|x) || p(z)), exact in each layer given the ones above."""
-        return torch.stack([layer.kl()[0] for layer in self.layers], dim=-1)
+        return torch.stack([layer.kl[0] for layer in self.layers], dim=-1)
 
     def kl_per_dim(self) -> torch.Tensor | None:
         """The per-dimension KL of every layer, concatenated [N, D]; None unless every layer
         has one (the top's prior and posterior factorise)."""
-        per_dim = [layer.kl()[1] for layer in self.layers]
+        per_dim = [layer.kl[1] for layer in self.layers]
         return None if any(k is None for k in per_dim) else torch.cat(per_dim, dim=-1)
 
 
