@@ -75,16 +75,16 @@ if [ $DRY -eq 1 ]; then
   LIMITS=(60 120 120 240)
 else
   DEVICE=cuda; ACCEL=gpu; SIZES=(--train-size 12000 --test-size 2000)
-  BENCH=(--device cuda --variants eager vaelab compile cudagraphs vaelab_compiled --steps 40
-         --warmup 10 data.val_size=1000 +trainer.limit_val_batches=1)
+  BENCH=(--device cuda --variants eager vaelab compile cudagraphs --steps 30 --warmup 10
+         data.val_size=1000 +trainer.limit_val_batches=1)
   SMALL=()
   HVAE=(data.val_size=1000)
   EVAL=(iwae.num_samples=100 iwae.num_images=1000)
-  LIMITS=(120 170 80 0)
+  LIMITS=(120 150 70 0)
 fi
 COMMON=(callbacks.progress.plain=true logger=csv)
 
-step make_data 60 "$PY" scripts/make_cifar_like.py --mnist "$DATA" --out "$OUT/cifar_like" "${SIZES[@]}"
+step make_data 90 "$PY" scripts/make_cifar_like.py --mnist "$DATA" --out "$OUT/cifar_like" "${SIZES[@]}"
 step gpu_tests "${LIMITS[0]}" "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py
 step bench "${LIMITS[1]}" "$PY" scripts/bench_hvae.py --data-dir "$OUT/cifar_like" \
   --precision bf16-mixed "${BENCH[@]}"
