@@ -63,6 +63,36 @@ def test_one_layer_is_the_vae_number_for_number(tmp_path, components, exact):
     assert vae.metric_names == hvae.metric_names  # one layer: no kl_layer_<l> columns
 
 
+def test_a_two_layer_ladders_elbo_against_a_hand_computed_pass():
+    """The forward pass of a 2-layer Ladder VAE, recomputed from its nets with the Ladder VAE's
+    formulas written in variances: z2 ~ q(z2|x), p(z1|z2) from the step down, q(z1|x, z2) with
+    precision 1/v_hat + 1/v_p and mean v (m_hat/v_hat + m_p/v_p), z1 from it, p(x|z1)."""
+    model, x = tiny_hvae(latent_dims=(4, 3)), binary_images(6)
+    torch.manual_seed(7)
+    out = model(x)
+    torch.manual_seed(7)
+    eps2, eps1 = torch.randn(6, 3), torch.randn(6, 4)  # drawn top first, as the pass does
+    with torch.no_grad():
+        estimate = model.encoder.stem(x)
+        m_hat, v_hat = estimate[:, :4], estimate[:, 4:].exp()
+        top = model.encoder.steps[0](estimate)
+        m2, v2 = top[:, :3], top[:, 3:].exp()
+        z2 = m2 + v2.sqrt() * eps2
+        prior = model.decoder.steps[0](z2)
+        m_p, v_p = prior[:, :4], prior[:, 4:].exp()
+        v1 = 1 / (1 / v_hat + 1 / v_p)
+        m1 = v1 * (m_hat / v_hat + m_p / v_p)
+        z1 = m1 + v1.sqrt() * eps1
+        recon = -Bernoulli(logits=model.decoder.output_net(z1)).log_prob(x).flatten(1).sum(1)
+        kl1 = torch.distributions.kl_divergence(Normal(m1, v1.sqrt()),
+                                                Normal(m_p, v_p.sqrt())).sum(1)
+        kl2 = torch.distributions.kl_divergence(Normal(m2, v2.sqrt()), Normal(0.0, 1.0)).sum(1)
+    torch.testing.assert_close(out["z"], torch.cat([z1, z2], 1), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out["recon"], recon, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(out["kl_per_layer"], torch.stack([kl1, kl2], 1),
+                               rtol=1e-5, atol=1e-5)
+
+
 def _normal_log_prob(z, mu, logvar):
     return Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1)
 
