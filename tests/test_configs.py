@@ -13,6 +13,8 @@ from vaelab.configs import CONFIG_DIR, compose_config
 ROOT = Path(CONFIG_DIR)
 #: groups whose options are picked by other configs, not on their own
 NOT_ALONE = {"local"}
+#: groups that belong to one model: composed with it
+PARENT = {"model/ladder": ["model=hvae"]}
 
 
 def options() -> list[tuple[str, str]]:
@@ -25,8 +27,9 @@ def options() -> list[tuple[str, str]]:
 
 
 def compose(tmp_path, override: str):
+    parent = PARENT.get(override.partition("=")[0], [])
     try:
-        return compose_config("train", [override], tmp_path)
+        return compose_config("train", [*parent, override], tmp_path)
     except ConfigCompositionException as error:
         if "use +" not in str(error) and "not found in the defaults" not in str(error):
             raise
@@ -65,20 +68,30 @@ def test_every_recipe_takes_every_likelihood(tmp_path, experiment):
 
 
 # -- the latent model's components: every combination trains or is refused at config time -------
-#: (config group, options); the decoder follows the encoder, model.condition is a value
+#: (config group, options); model.condition is a value
 COMPONENTS = {
     group: sorted(p.stem for p in (ROOT / group).glob("*.yaml"))
     for group in ("model/prior", "model/posterior", "model/objective", "model/kl_schedule",
-                  "model/likelihood", "model/encoder")
+                  "model/likelihood")
 }
+#: the model and its nets: the VAE's encoder (the decoder follows it), the hierarchy's ladder
+NETS = [*(f"vae:{o}" for o in sorted(p.stem for p in (ROOT / "model/encoder").glob("*.yaml"))),
+        *(f"hvae:{o}" for o in sorted(p.stem for p in (ROOT / "model/ladder").glob("*.yaml")))]
 CONDITIONS = ["null", "label", "attributes"]
 TARGETS = {(group, option): OmegaConf.load(ROOT / group / f"{option}.yaml").get("_target_")
            for group, options_ in COMPONENTS.items() for option in options_}
+#: small nets, so the cover trains quickly
+SMALL = {"vae:mlp": ["model.encoder.hidden_dims=[32]", "model.decoder.hidden_dims=[32]"],
+         "vae:conv": ["model.encoder.channels=[8,16]", "model.decoder.channels=[16,8]"],
+         "hvae:mlp": ["model.ladder.latent_dims=[4,2]", "model.ladder.encoder_hidden=[32]",
+                      "model.ladder.up_hidden=[16]", "model.ladder.down_hidden=[16]",
+                      "model.ladder.decoder_hidden=[32]"],
+         "hvae:residual": ["model.ladder.width=8", "model.ladder.latent_channels=2"]}
 
 
 def combinations() -> list[dict[str, str]]:
-    groups = list(COMPONENTS) + ["condition"]
-    values = [COMPONENTS[g] for g in COMPONENTS] + [CONDITIONS]
+    groups = [*COMPONENTS, "nets", "condition"]
+    values = [*COMPONENTS.values(), NETS, CONDITIONS]
     return [dict(zip(groups, combo)) for combo in itertools.product(*values)]
 
 
@@ -92,12 +105,16 @@ def problem(combo: dict[str, str]) -> str | None:
 
     condition = None if combo["condition"] == "null" else combo["condition"]
     return incompatibility(cls("model/prior"), cls("model/posterior"), cls("model/objective"),
-                           cls("model/kl_schedule"), condition)
+                           cls("model/kl_schedule"), condition,
+                           hierarchical=combo["nets"].startswith("hvae:"))
 
 
 def overrides(combo: dict[str, str]) -> list[str]:
-    found = [f"{g}={o}" for g, o in combo.items() if g != "condition"]
-    found += [f"model/decoder={combo['model/encoder']}", f"model.condition={combo['condition']}"]
+    model, nets = combo["nets"].split(":")
+    found = [f"model={model}", *(f"{g}={o}" for g, o in combo.items() if g in COMPONENTS)]
+    found += ([f"model/encoder={nets}", f"model/decoder={nets}"] if model == "vae"
+              else [f"model/ladder={nets}"])
+    found.append(f"model.condition={combo['condition']}")
     if combo["model/objective"] == "factor_vae":
         found.append("model.objective.discriminator.hidden_dims=[16]")
     if combo["model/prior"] == "vamp":
@@ -106,10 +123,7 @@ def overrides(combo: dict[str, str]) -> list[str]:
         found.append("model.posterior.hidden_dims=[16]")
     if combo["model/kl_schedule"] != "capacity" and combo["model/objective"] == "beta_tcvae":
         found.append("model.beta=2")
-    return [*found, "model.encoder.hidden_dims=[32]" if combo["model/encoder"] == "mlp"
-            else "model.encoder.channels=[8,16]",
-            "model.decoder.hidden_dims=[32]" if combo["model/encoder"] == "mlp"
-            else "model.decoder.channels=[16,8]"]
+    return [*found, *SMALL[combo["nets"]]]
 
 
 def pairwise_cover(combos: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -129,11 +143,11 @@ def pairwise_cover(combos: list[dict[str, str]]) -> list[dict[str, str]]:
 
 def test_every_combination_of_components_is_allowed_or_refused_in_one_line():
     combos = combinations()
-    assert len(combos) == 4 * 2 * 6 * 5 * 5 * 2 * 3
+    assert len(combos) == 4 * 2 * 6 * 6 * 5 * 4 * 3
     refusals = {problem(c) for c in combos} - {None}
     allowed = [c for c in combos if problem(c) is None]
     # every option of every group trains with some choice of the others
-    for group, options_ in [*COMPONENTS.items(), ("condition", CONDITIONS)]:
+    for group, options_ in [*COMPONENTS.items(), ("nets", NETS), ("condition", CONDITIONS)]:
         assert {c[group] for c in allowed} == set(options_), group
     for message in refusals:
         assert "\n" not in message and ": use " in message, message
@@ -145,6 +159,11 @@ def test_every_combination_of_components_is_allowed_or_refused_in_one_line():
                and "model/prior=mixture_of_gaussians" in m for m in refusals)
     assert any("model/objective=beta_tcvae needs" in m for m in refusals)
     assert any("does not schedule the KL term" in m for m in refusals)
+    for objective in ("beta_tcvae", "factor_vae", "dip_vae_i", "dip_vae_ii"):
+        assert any(f"model/objective={objective} works on one flat latent layer, which "
+                   "model=hvae" in m for m in refusals), objective
+    hierarchical = {c["model/objective"] for c in allowed if c["nets"].startswith("hvae")}
+    assert hierarchical == {"elbo", "iwae"}
 
 
 @pytest.mark.integration
@@ -184,6 +203,7 @@ def test_a_pairwise_cover_of_the_allowed_combinations_trains_a_step(tmp_path):
      ["model/objective=beta_tcvae", "model/posterior=iaf"]),
     (["model/objective=iwae", "model/kl_schedule=cyclical"],
      ["model/objective=iwae", "model/kl_schedule=cyclical"]),
+    (["model=hvae", "model/objective=dip_vae_i"], ["model/objective=dip_vae_i", "model=hvae"]),
 ])
 def test_a_refused_combination_stops_at_config_time(given, named, tmp_path):
     from vaelab.config_checks import check_train_config

@@ -52,3 +52,12 @@ def test_ddp_on_two_gpus_writes_one_run_directory(train_cli, tmp_path, _):
               timeout=300)
     runs = list((tmp_path / "outputs" / "train" / "runs").iterdir())
     assert len(runs) == 1 and (runs[0] / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize("_", [pytest.param(0, marks=run_if(min_gpus=1, bf16=True))])
+def test_the_hierarchy_trains_in_bf16_with_compiled_cells_and_the_ema(make_cfg, _):
+    metrics = train(make_cfg([*ON_GPU, "model=hvae", "model/ladder=residual",
+                              "model.ladder.compile=true", "trainer.precision=bf16-mixed",
+                              "data.on_device=true", "callbacks=[default,ema,skip_updates]",
+                              "callbacks.progress=null", "callbacks.model_summary=null"]))
+    assert math.isfinite(metrics["test/elbo"]) and metrics["train/skipped_updates"] == 0

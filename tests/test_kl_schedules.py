@@ -16,6 +16,7 @@ from vaelab.models.kl_schedules import (
     ConstantBeta,
     CyclicalAnnealing,
     FreeBits,
+    FreeBitsPerLayer,
     LinearWarmup,
 )
 from vaelab.models.likelihoods import BernoulliLikelihood
@@ -83,6 +84,7 @@ def test_capacity_loss_value_and_gradient_sign(kl_value, sign):
     lambda: LinearWarmup(warmup_steps=-5),
     lambda: CyclicalAnnealing(ratio=0.0),
     lambda: FreeBits(floor_per_dim=float("nan")),
+    lambda: FreeBitsPerLayer(floor_per_layer=-1.0),
     lambda: CapacityAnnealing(gamma=-1.0),
 ])
 def test_bad_schedule_values_are_refused(make):
@@ -108,7 +110,31 @@ def test_vae_gives_its_beta_to_the_schedule_and_refuses_an_ignored_beta():
         _vae(beta=1.0, kl_schedule=ConstantBeta(beta=2.0))
 
 
-@pytest.mark.parametrize("name", ["constant", "linear_warmup", "cyclical", "free_bits", "capacity"])
+def test_free_bits_per_layer_floors_each_layers_batch_mean():
+    schedule = FreeBitsPerLayer(beta=2.0, floor_per_layer=0.5)
+    # batch means per layer: [1.0, 0.1] -> layer 2 counts as the floor 0.5
+    kl_layers = torch.tensor([[1.5, 0.2], [0.5, 0.0]], requires_grad=True)
+    recon = torch.tensor([3.0, 5.0])
+    loss = schedule.loss(recon, kl_layers.sum(1), None, 0, kl_layers)
+    assert loss.mean().item() == pytest.approx(4.0 + 2.0 * (1.0 + 0.5))
+    loss.mean().backward()
+    assert torch.allclose(kl_layers.grad, torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
+    # a flat model is one layer: the whole KL is one group
+    whole = schedule.loss(recon, torch.tensor([0.2, 0.2]), None, 0)
+    assert whole.mean().item() == pytest.approx(4.0 + 2.0 * 0.5)
+
+
+def test_a_hierarchy_floors_each_of_its_layers(tmp_path):
+    from helpers.models import binary_images, tiny_hvae
+
+    model = tiny_hvae(kl_schedule=partial(FreeBitsPerLayer, floor_per_layer=1e6))
+    loss, values, out = model.batch_values(binary_images(4))
+    # every layer under its floor: each contributes the constant floor
+    assert loss.item() == pytest.approx(out["recon"].mean().item() + 3 * 1e6)
+
+
+@pytest.mark.parametrize("name", ["constant", "linear_warmup", "cyclical", "free_bits",
+                                  "free_bits_per_layer", "capacity"])
 def test_every_schedule_config_builds_its_schedule(name, tmp_path):
     beta = "1" if name == "capacity" else "4"
     cfg = compose_config("train", [f"model/kl_schedule={name}", f"model.beta={beta}"], tmp_path)

@@ -57,4 +57,5 @@ def check_model_components(model: DictConfig) -> None:
         _component_class(model, "posterior", "vaelab.models.DiagonalGaussianPosterior"),
         _component_class(model, "objective", "vaelab.models.Elbo"),
         _component_class(model, "kl_schedule", "vaelab.models.kl_schedules.ConstantBeta"),
-        model.get("condition"))
+        model.get("condition"),
+        getattr(get_class(model.get("_target_", "vaelab.models.VAE")), "hierarchical", False))

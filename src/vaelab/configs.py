@@ -112,12 +112,13 @@ def param_channels(likelihood: DictConfig, image_shape: Sequence[int]) -> int:
     return cls.param_channels(image_shape[0], **_options(likelihood, cls.param_channels))
 
 
-def _options(node: DictConfig, method) -> dict:
-    """The keys of a component's config that `method` takes as options (after its first
-    parameter, which the caller gives)."""
-    names = list(inspect.signature(method).parameters)[1:]
-    return {key: value for key, value in OmegaConf.to_container(node, resolve=True).items()
-            if key in names}
+def _options(node: DictConfig, method, skip: int = 1) -> dict:
+    """The keys of a component's config that `method` takes as options (after its first `skip`
+    parameters, which the caller gives), resolved one by one (so the node's other keys may
+    refer back to the value being computed)."""
+    names = list(inspect.signature(method).parameters)[skip:]
+    return {key: OmegaConf.to_container(node[key], resolve=True) if OmegaConf.is_config(node[key])
+            else node[key] for key in names if key in node}
 
 
 def posterior_features(posterior: DictConfig, latent_dim: int) -> int:
@@ -125,6 +126,16 @@ def posterior_features(posterior: DictConfig, latent_dim: int) -> int:
     output size."""
     cls = get_class(posterior["_target_"])
     return cls.param_features(latent_dim, **_options(posterior, cls.param_features))
+
+
+def latent_size(ladder: DictConfig, which: str) -> int:
+    """The size of a latent hierarchy's codes from its ladder's config (the class's `sizes`):
+    `total`, every layer's, or `top`, the top layer's (what its prior and posterior see)."""
+    sizes = get_class(ladder["_target_"]).sizes
+    sizes = sizes(**_options(ladder, sizes, skip=0))
+    if which not in ("total", "top"):
+        raise ValueError(f"vaelab.latent_size takes total or top, got {which!r}")
+    return sum(sizes) if which == "total" else sizes[-1]
 
 
 def condition_dim(condition: str | None, data: DictConfig) -> int:
@@ -155,8 +166,9 @@ def register_resolvers() -> None:
     """Resolvers the configs use: ${vaelab.job_dirname:..} (job folder names),
     ${vaelab.sweep_group:${task_name}}, ${vaelab.join:${tags}}, ${vaelab.basename:..},
     ${vaelab.eval_dir:..} (where vaelab-eval writes), ${vaelab.param_channels:..} (a decoder's
-    output channels), ${vaelab.posterior_features:..} (an encoder's) and
-    ${vaelab.condition_dim:..} (a conditional model's condition length)."""
+    output channels), ${vaelab.posterior_features:..} (an encoder's),
+    ${vaelab.condition_dim:..} (a conditional model's condition length) and
+    ${vaelab.latent_size:..} (a latent hierarchy's code sizes)."""
     OmegaConf.register_new_resolver("vaelab.job_dirname", job_dirname, replace=True)
     OmegaConf.register_new_resolver("vaelab.basename", basename, replace=True)
     OmegaConf.register_new_resolver("vaelab.sweep_group", sweep_group, replace=True)
@@ -165,6 +177,7 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("vaelab.posterior_features", posterior_features,
                                     replace=True)
     OmegaConf.register_new_resolver("vaelab.condition_dim", condition_dim, replace=True)
+    OmegaConf.register_new_resolver("vaelab.latent_size", latent_size, replace=True)
     OmegaConf.register_new_resolver("vaelab.join", lambda items: ",".join(map(str, items)),
                                     replace=True)
 

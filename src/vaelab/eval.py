@@ -24,6 +24,7 @@ from vaelab.metrics.evaluation import (
     MAIN_SAMPLER,
     Evaluation,
     build_feature_extractor,
+    layer_descriptions,
     sampler_descriptions,
 )
 from vaelab.metrics.image_quality import SampleFidelity
@@ -99,7 +100,8 @@ def evaluate_run(cfg: DictConfig, run_cfg: DictConfig, model, datamodule, attemp
     if trainer.is_global_zero:
         log.info(metrics_table(evaluation.results,
                                {**DESCRIPTIONS, **sampler_descriptions(samplers),
-                                **DISENTANGLEMENT_DESCRIPTIONS},
+                                **DISENTANGLEMENT_DESCRIPTIONS,
+                                **layer_descriptions(len(model.layer_sizes))},
                                title=f"{ckpt_path} -> {attempt.run.metrics}"))
     return metrics
 

@@ -17,6 +17,9 @@ class Figure(Enum):
     interpolation = "interpolation"
     latent_traversal = "latent_traversal"
     kl_per_dim = "kl_per_dim"
+    temperature_samples = "temperature_samples"
+    layer_samples = "layer_samples"
+    kl_per_layer = "kl_per_layer"
 
 
 class Projection(Enum):
@@ -94,6 +97,30 @@ class KLPerDimOptions:
 
 
 @dataclass
+class TemperatureSamplesOptions:
+    temperatures: list[float] = field(default_factory=lambda: [1.0, 0.85, 0.7, 0.5])
+    ncol: int = 8
+    seed: int = 0
+    padding: int = 2
+
+
+@dataclass
+class LayerSamplesOptions:
+    image_index: int = 0
+    num_samples: int = 8
+    seed: int = 0
+    temperature: float = 1.0
+    padding: int = 2
+
+
+@dataclass
+class KLPerLayerOptions:
+    num_points: int = 5000
+    figsize: list[float] = field(default_factory=lambda: [6.0, 3.5])
+    dpi: int = 100
+
+
+@dataclass
 class FigureSetConfig:
     """The schema of conf/figures/*.yaml (see conf/figures/default.yaml for what each means)."""
 
@@ -109,6 +136,10 @@ class FigureSetConfig:
     interpolation: InterpolationOptions = field(default_factory=InterpolationOptions)
     latent_traversal: LatentTraversalOptions = field(default_factory=LatentTraversalOptions)
     kl_per_dim: KLPerDimOptions = field(default_factory=KLPerDimOptions)
+    temperature_samples: TemperatureSamplesOptions = field(
+        default_factory=TemperatureSamplesOptions)
+    layer_samples: LayerSamplesOptions = field(default_factory=LayerSamplesOptions)
+    kl_per_layer: KLPerLayerOptions = field(default_factory=KLPerLayerOptions)
 
 
 def register_schemas() -> None:

@@ -20,6 +20,7 @@ from lightning.pytorch.loggers import (
 from lightning.pytorch.loggers.logger import DummyLogger
 from lightning.pytorch.utilities import rank_zero_warn
 
+from vaelab.callbacks.weight_averaging import averaged_weights
 from vaelab.console import log
 from vaelab.run_dir import RunDir
 from vaelab.viz.figure_set import FigureSet
@@ -85,7 +86,7 @@ class LatentViz(L.Callback):
     # -- Lightning hooks -----------------------------------------------------------------------
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # On every rank, so a bad option stops all of them before the first step.
-        self._drawable = self.figures.select(pl_module.latent_dim)
+        self._drawable = self.figures.select(pl_module.latent_dim, len(pl_module.layer_sizes))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last_epoch = trainer.current_epoch
@@ -102,7 +103,8 @@ class LatentViz(L.Callback):
         if not trainer.is_global_zero or trainer.fast_dev_run:
             return
         started = time.monotonic()
-        images = self.figures.render(pl_module, trainer.datamodule, self._drawable)
+        with averaged_weights(trainer, pl_module):  # what checkpoints and validation see
+            images = self.figures.render(pl_module, trainer.datamodule, self._drawable)
         for name, image in images.items():
             self.publish(name, image, trainer.loggers, trainer.global_step,
                          f"epoch_{self._last_epoch + 1:03d}")

@@ -22,7 +22,7 @@ from vaelab.models.iwae import importance_weighted_bounds
 from vaelab.models.latents import decode_means, posterior_means
 from vaelab.models.running_means import RunningMeans
 from vaelab.models.samplers import Sampler
-from vaelab.models.vae import METRICS, VAE
+from vaelab.models.vae import VAE
 
 #: What each metric in metrics.json means (also the table's last column).
 DESCRIPTIONS = {
@@ -103,7 +103,7 @@ class Evaluation(L.LightningModule):
         self.references = references
         self.num_samples, self.max_values, self.nll_images = num_samples, max_values, nll_images
         self.seed = seed
-        self.elbo = RunningMeans(METRICS)
+        self.elbo = RunningMeans(model.elbo_terms)
         self.nll = RunningMeans(("nll", "nll_elbo"))
         self.nll_count = SumMetric()
         self.active = ActiveUnits(model.latent_dim, active_threshold)
@@ -134,7 +134,8 @@ class Evaluation(L.LightningModule):
         x, labels, index = batch
         y = self.model.condition_of(labels)
         _, values, out = self.model.batch_values(x, y)  # the draws of the VAE's own test step
-        self.elbo.update(values[:, :len(METRICS)])  # the ELBO's terms; the objective's follow
+        # the ELBO's terms (and each latent layer's KL); the objective's follow
+        self.elbo.update(values[:, :len(self.model.elbo_terms)])
         self._pixels = x[0].numel()
 
         in_nll = index < self.nll_images if self.nll_images is not None else \
@@ -182,6 +183,7 @@ class Evaluation(L.LightningModule):
             if bpd_valid:
                 results["test/nll_bpd"] = results["test/nll"] / (self._pixels * math.log(2))
         results["test/active_units"] = int(self.active.compute())
+        results.update(self._active_units_per_layer())
         results["test/latent_dim"] = self.model.latent_dim
         results.update({f"test/{k}": float(v) for k, v in self.recon.compute().items()})
         if self.fidelity is not None:
@@ -192,6 +194,15 @@ class Evaluation(L.LightningModule):
         for name, value in results.items():
             # compute() already reduced across ranks; sync_dist averages equal values
             self.log(name, float(value), sync_dist=True)
+
+    def _active_units_per_layer(self) -> dict[str, int]:
+        """test/active_units_layer_<l> of a model with several latent layers (1: next to x)."""
+        sizes = self.model.layer_sizes
+        if len(sizes) == 1:
+            return {}
+        active = self.active.variances() > self.active.threshold
+        return {f"test/active_units_layer_{i + 1}": int(layer.sum())
+                for i, layer in enumerate(active.split(sizes))}
 
     def _disentanglement(self) -> dict[str, float]:
         """Every disentanglement metric; the sampled images are encoded on the model's device."""
@@ -215,6 +226,15 @@ def fidelity_results(scores: Mapping[str, dict]) -> dict[str, float]:
         results.update({f"test/{k}{suffix}": score[k] for k in ("fid", "kid_mean", "kid_std")})
         results["test/fid_num_samples"] = score["num_real"]
     return results
+
+
+def layer_descriptions(num_layers: int) -> dict[str, str]:
+    """The table's lines for the per-layer metrics of a model with several latent layers."""
+    if num_layers == 1:
+        return {}
+    return {name: meaning for i in range(1, num_layers + 1) for name, meaning in (
+        (f"test/kl_layer_{i}", f"KL of latent layer {i} (1: next to x) given the layers above"),
+        (f"test/active_units_layer_{i}", f"of the active units, in layer {i}"))}
 
 
 def sampler_descriptions(samplers: Mapping[str, Sampler]) -> dict[str, str]:

@@ -6,6 +6,7 @@ from vaelab.models.distributions import (
     kl_per_dimension,
     kl_per_image,
 )
+from vaelab.models.hvae import HierarchicalVAE
 from vaelab.models.iwae import importance_weighted_log_likelihood, iwae_bound
 from vaelab.models.likelihoods import (
     BernoulliLikelihood,
@@ -51,6 +52,7 @@ __all__ = [
     "FlowPosterior",
     "FlowPrior",
     "GaussianLikelihood",
+    "HierarchicalVAE",
     "IAFPosterior",
     "Likelihood",
     "MixtureOfGaussiansPrior",

@@ -7,6 +7,9 @@ Needs (Objective.requires, KLSchedule.requires):
   every image's posterior; DIP-VAE penalises its covariance);
 - "kl_per_dim": a KL per latent dimension, so prior and posterior must both factorise
   (free bits; beta-TCVAE's dimension-wise KL).
+- "one_latent_layer": the model's code is one flat layer drawn from one q(z|x) (beta-TCVAE,
+  FactorVAE and DIP-VAE measure its total correlation or covariance), which a hierarchical model
+  (model=hvae) is not;
 - an objective that does not schedule the KL term (all but elbo) runs with the constant schedule
   only.
 """
@@ -21,8 +24,10 @@ def _name(cls, group: str) -> str:
 
 
 def incompatibility(prior: type, posterior: type, objective: type, kl_schedule: type,
-                    condition: str | None) -> str | None:
-    """Why these component classes cannot train together (one line), or None."""
+                    condition: str | None, hierarchical: bool = False) -> str | None:
+    """Why these component classes cannot train together (one line), or None. `hierarchical`:
+    the model has several latent layers (model=hvae), whose top layer the prior and posterior
+    are."""
     if condition not in CONDITIONS:
         return (f"model.condition={condition!r} is not one of {list(CONDITIONS)} (null, label: "
                 "a one-hot class, attributes: the data's binary attributes or factor values)")
@@ -37,6 +42,10 @@ def incompatibility(prior: type, posterior: type, objective: type, kl_schedule: 
                 "model/kl_schedule=constant, or model/objective=elbo for a scheduled KL weight")
     for component, group in ((objective, "objective"), (kl_schedule, "kl_schedule")):
         needs = getattr(component, "requires", frozenset())
+        if "one_latent_layer" in needs and hierarchical:
+            return (f"{_name(component, group)} works on one flat latent layer, which model=hvae "
+                    "(a hierarchy of layers) does not have: use model=vae, or "
+                    "model/objective=elbo or iwae")
         if "gaussian_posterior" in needs and not posterior.gaussian:
             return (f"{_name(component, group)} needs a diagonal Gaussian q(z|x), which "
                     f"{_name(posterior, 'posterior')} is not: use "
@@ -51,8 +60,8 @@ def incompatibility(prior: type, posterior: type, objective: type, kl_schedule: 
 
 
 def check_components(prior: type, posterior: type, objective: type, kl_schedule: type,
-                     condition: str | None) -> None:
+                     condition: str | None, hierarchical: bool = False) -> None:
     """Raise a ValueError naming the conflict if the classes cannot train together."""
-    problem = incompatibility(prior, posterior, objective, kl_schedule, condition)
+    problem = incompatibility(prior, posterior, objective, kl_schedule, condition, hierarchical)
     if problem:
         raise ValueError(problem)

@@ -102,7 +102,11 @@ def _kl_diagonal_standard(q: DiagonalGaussian, p: StandardNormal) -> torch.Tenso
 
 def kl_per_dimension(q: Distribution, p: Distribution) -> torch.Tensor | None:
     """KL(q || p) of each latent dimension, [..., D], where both factorise over the dimensions
-    and the pair has a closed form; None otherwise (no per-dimension split exists)."""
+    and the pair has a closed form; None otherwise (no per-dimension split exists). A posterior
+    that knows its own (a hierarchy's, at its last draw) is asked."""
+    own = getattr(q, "kl_per_dimension", None)
+    if own is not None:
+        return own(p)
     if isinstance(q, DiagonalGaussian) and isinstance(p, StandardNormal):
         return gaussian_kl(q.mu, q.logvar)
     if type(q) in (Independent, DiagonalGaussian) and type(p) in (Independent, DiagonalGaussian):

@@ -28,9 +28,10 @@ class KLSchedule(ABC):
 
     @abstractmethod
     def loss(self, recon: torch.Tensor, kl: torch.Tensor, kl_per_dim: torch.Tensor | None,
-             step: int) -> torch.Tensor:
-        """Per-image loss; recon [B] (-log p(x|z)), kl [B], and the KL of each latent
-        dimension [B, D] where the model has one (None otherwise) -> [B]."""
+             step: int, kl_per_layer: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-image loss; recon [B] (-log p(x|z)), kl [B], the KL of each latent dimension
+        [B, D] where the model has one (None otherwise), and of each latent layer [B, L]
+        (None: kl is one layer's) -> [B]."""
 
     @abstractmethod
     def logged(self, step: int) -> dict[str, float]:
@@ -47,7 +48,7 @@ class BetaSchedule(KLSchedule):
     @abstractmethod
     def weight(self, step: int) -> float: ...
 
-    def loss(self, recon, kl, kl_per_dim, step):
+    def loss(self, recon, kl, kl_per_dim, step, kl_per_layer=None):
         return recon + self.weight(step) * kl
 
     def logged(self, step):
@@ -121,12 +122,37 @@ class FreeBits(BetaSchedule):
     def weight(self, step):
         return self.beta
 
-    def loss(self, recon, kl, kl_per_dim, step):
-        # Dimensions whose batch mean is under the floor contribute the constant floor (no
-        # gradient); the batch mean of the result is recon + beta * sum_d max(floor, mean_b KL_d).
-        above = kl_per_dim.mean(dim=0, keepdim=True) > self.floor_per_dim
-        floored = torch.where(above, kl_per_dim, torch.full_like(kl_per_dim, self.floor_per_dim))
-        return recon + self.beta * floored.sum(dim=1)
+    def loss(self, recon, kl, kl_per_dim, step, kl_per_layer=None):
+        return recon + self.beta * floored_kl(kl_per_dim, self.floor_per_dim)
+
+
+class FreeBitsPerLayer(BetaSchedule):
+    """Free bits with each latent layer as one group (Kingma et al. 2016 group the latents; for
+    a hierarchy, as in IAF-VAE, a group per layer): each layer's batch-mean KL counts as at
+    least floor_per_layer nats, so no layer is pushed to collapse onto its prior. A plain VAE
+    is one layer. Needs no KL per dimension, so it works with every prior and posterior."""
+
+    name = "free_bits_per_layer"
+
+    def __init__(self, beta: float = 1.0, floor_per_layer: float = 1.0):
+        _check("beta", beta)
+        _check("floor_per_layer", floor_per_layer)
+        self.beta, self.floor_per_layer = beta, floor_per_layer
+
+    def weight(self, step):
+        return self.beta
+
+    def loss(self, recon, kl, kl_per_dim, step, kl_per_layer=None):
+        per_layer = kl[:, None] if kl_per_layer is None else kl_per_layer
+        return recon + self.beta * floored_kl(per_layer, self.floor_per_layer)
+
+
+def floored_kl(kl_groups: torch.Tensor, floor: float) -> torch.Tensor:
+    """sum_g max(floor, batch-mean KL_g) as per-image values whose batch mean it is: groups
+    [B, G] under the floor contribute the constant floor (no gradient), the others themselves;
+    -> [B]."""
+    above = kl_groups.mean(dim=0, keepdim=True) > floor
+    return torch.where(above, kl_groups, torch.full_like(kl_groups, floor)).sum(dim=1)
 
 
 class CapacityAnnealing(KLSchedule):
@@ -147,7 +173,7 @@ class CapacityAnnealing(KLSchedule):
         progress = min(1.0, step / self.anneal_steps) if self.anneal_steps else 1.0
         return self.capacity_max * progress
 
-    def loss(self, recon, kl, kl_per_dim, step):
+    def loss(self, recon, kl, kl_per_dim, step, kl_per_layer=None):
         c = self.capacity(step)
         # sign(mean KL - C) * (KL_i - C) has batch mean |mean KL - C| and the same gradient.
         sign = torch.sign(kl.mean() - c).detach()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vaelab.models.distributions import kl_per_dimension
+from vaelab.models.distributions import kl_per_dimension, kl_per_image
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -29,6 +29,8 @@ class EncodedImages:
     #: KL(q(z_d|x) || p(z_d)) per image and dimension, [N, D]; None where the model has no KL
     #: per dimension (a prior or posterior that does not factorise)
     kl_per_dim: torch.Tensor | None
+    #: the KL of each latent layer per image (bottom first; one layer for a flat model), [N, L]
+    kl_per_layer: torch.Tensor
 
     def usage(self) -> tuple[torch.Tensor, str]:
         """(how much each dimension is used, float64 [D]; by what): the mean KL in nats where
@@ -56,7 +58,7 @@ def encode_images(model, images: torch.Tensor, batch_size: int,
     samples."""
     device = _device(model)
     p = model.prior()
-    means, samples, kls = [], [], []
+    means, samples, kls, layers = [], [], [], []
     count = len(images.split(batch_size))
     for chunk, y in zip(images.split(batch_size), _chunks(conditions, batch_size, count)):
         x = chunk.to(device)
@@ -65,8 +67,16 @@ def encode_images(model, images: torch.Tensor, batch_size: int,
         means.append(q.mean)
         samples.append(q.sample(generator=generator))
         kls.append(kl_per_dimension(q, p))
+        layers.append(kl_per_layer(q, p, samples[-1]))
     kl = torch.cat(kls) if all(k is not None for k in kls) else None
-    return EncodedImages(torch.cat(means), torch.cat(samples), kl)
+    return EncodedImages(torch.cat(means), torch.cat(samples), kl, torch.cat(layers))
+
+
+def kl_per_layer(q, p, z: torch.Tensor) -> torch.Tensor:
+    """The KL of each latent layer at the sample z of q; [B, L]: a hierarchy's own (at its last
+    draw), else the one layer's KL (closed form where it exists, else log q(z) - log p(z))."""
+    own = getattr(q, "kl_per_layer", None)
+    return own(p) if own is not None else kl_per_image(q, p, z)[:, None]
 
 
 @torch.no_grad()

@@ -69,8 +69,8 @@ class Elbo(Objective):
         self.kl_schedule = kl_schedule
 
     def forward(self, model, x, out, step):
-        return ObjectiveValue(
-            self.kl_schedule.loss(out["recon"], out["kl"], out["kl_per_dim"], step), {})
+        return ObjectiveValue(self.kl_schedule.loss(out["recon"], out["kl"], out["kl_per_dim"],
+                                                    step, out["kl_per_layer"]), {})
 
 
 class IWAE(Objective):
@@ -147,7 +147,7 @@ class BetaTCVAE(Objective):
     """
 
     name = "beta_tcvae"
-    requires = frozenset({"gaussian_posterior", "kl_per_dim"})
+    requires = frozenset({"gaussian_posterior", "kl_per_dim", "one_latent_layer"})
     terms = ("mi", "tc", "dwkl")
 
     def __init__(self, beta: float = 1.0, alpha: float = 1.0, gamma: float = 1.0,
@@ -224,6 +224,7 @@ class FactorVAE(Objective):
     """
 
     name = "factor_vae"
+    requires = frozenset({"one_latent_layer"})
     terms = ("tc", "discriminator_loss", "discriminator_accuracy")
 
     def __init__(self, discriminator: nn.Module,
@@ -279,7 +280,7 @@ class DipVAE(Objective):
     disentangled posterior makes the identity towards it (off-diagonal weight lambda_od,
     diagonal lambda_d). C is a batch estimate, so the penalty is one number per batch."""
 
-    requires = frozenset({"gaussian_posterior"})
+    requires = frozenset({"gaussian_posterior", "one_latent_layer"})
     terms = ("dip_penalty",)
 
     def __init__(self, lambda_od: float, lambda_d: float):

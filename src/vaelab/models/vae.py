@@ -59,6 +59,13 @@ def condition_size(datamodule, kind: str) -> int:
 class VAE(L.LightningModule):
     """Encoder -> q(z|x) -> z -> decoder -> likelihood parameters; p(z) the prior."""
 
+    #: several latent layers (models.hvae.HierarchicalVAE), which objectives made for one flat
+    #: code refuse (vaelab.models.compatibility)
+    hierarchical = False
+    #: constructor arguments that are modules or partials, not hyperparameters
+    not_hyperparameters = ("encoder", "decoder", "likelihood", "optimizer", "scheduler",
+                           "kl_schedule", "objective", "posterior", "prior")
+
     def __init__(
         self,
         encoder: nn.Module,
@@ -85,21 +92,15 @@ class VAE(L.LightningModule):
         check_number("model.beta", beta, low=0)
         posterior = posterior if posterior is not None else DiagonalGaussianPosterior(latent_dim)
         prior = prior if prior is not None else StandardNormalPrior(latent_dim)
-        for key, component in (("model.posterior", posterior), ("model.prior", prior)):
-            if component.latent_dim != latent_dim:
-                raise ValueError(f"{key}.latent_dim={component.latent_dim} differs from "
-                                 f"model.latent_dim={latent_dim}: set it to ${{model.latent_dim}}")
+        self._check_latent_sizes(latent_dim, posterior, prior)
         check_components(type(prior), type(posterior), _component_class(objective, Elbo),
-                         _component_class(kl_schedule, ConstantBeta), condition)
+                         _component_class(kl_schedule, ConstantBeta), condition,
+                         hierarchical=self.hierarchical)
         self.kl_schedule = build_kl_schedule(kl_schedule, beta)
         self.objective = build_objective(objective, self.kl_schedule, beta)
         check_number("model.condition_dim", condition_dim, low=0 if condition is None else 1,
                      integer=True)
-        self.save_hyperparameters(
-            ignore=["encoder", "decoder", "likelihood", "optimizer", "scheduler", "kl_schedule",
-                    "objective", "posterior", "prior"],
-            logger=False,
-        )
+        self.save_hyperparameters(ignore=list(self.not_hyperparameters), logger=False)
         self.encoder = encoder
         self.posterior_family = posterior
         self.decoder = decoder
@@ -127,6 +128,18 @@ class VAE(L.LightningModule):
         self._objective_optimizer: torch.optim.Optimizer | None = None
         self._objective_optimizer_state: dict | None = None
         self._register_load_state_dict_pre_hook(_upgrade_state_dict)
+
+    @staticmethod
+    def _check_latent_sizes(latent_dim: int, posterior: Posterior, prior: Prior) -> None:
+        for key, component in (("model.posterior", posterior), ("model.prior", prior)):
+            if component.latent_dim != latent_dim:
+                raise ValueError(f"{key}.latent_dim={component.latent_dim} differs from "
+                                 f"model.latent_dim={latent_dim}: set it to ${{model.latent_dim}}")
+
+    @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        """The sizes of the latent layers, bottom first: their codes, concatenated, are z."""
+        return (self.latent_dim,)
 
     # -- the model ---------------------------------------------------------------------------
     def _encode(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -168,7 +181,8 @@ class VAE(L.LightningModule):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict:
         """Per-image recon (-log p(x|z)), kl and elbo, each [B], for one z sample per image; the
-        KL of each latent dim [B, D] where it exists (else None); z, q, p and y."""
+        KL of each latent dim [B, D] where it exists (else None) and of each latent layer
+        [B, L]; z, q, p and y."""
         q = self.posterior(x, y)
         z = q.rsample()
         p = self.prior()
@@ -176,11 +190,15 @@ class VAE(L.LightningModule):
         kl_per_dim = kl_per_dimension(q, p)
         kl = kl_per_dim.sum(dim=1) if kl_per_dim is not None else kl_per_image(q, p, z)
         return {"recon": recon, "kl": kl, "elbo": -(recon + kl), "kl_per_dim": kl_per_dim,
-                "z": z, "q": q, "p": p, "y": y}
+                "kl_per_layer": kl[:, None], "z": z, "q": q, "p": p, "y": y}
 
     def _checked_decode(self, z: torch.Tensor, y: torch.Tensor | None,
                         x: torch.Tensor) -> torch.Tensor:
-        params = self.decode(z, y)
+        return self._checked_params(self.decode(z, y), x)
+
+    def _checked_params(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The decoder's output in float32 (likelihood_params), checked to have the shape the
+        likelihood needs for x."""
         expected = (x.shape[0], *self.likelihood.param_shape(x.shape[1:]))
         if params.shape[-len(expected):] != expected:
             raise ValueError(
@@ -190,7 +208,7 @@ class VAE(L.LightningModule):
                 "model.decoder.out_channels=${vaelab.param_channels:${model.likelihood},"
                 "${data.image_shape}}"
             )
-        return params
+        return likelihood_params(params)
 
     def log_importance_weights(self, x: torch.Tensor, y: torch.Tensor | None, q,
                                num_samples: int, generator: torch.Generator | None = None
@@ -200,7 +218,7 @@ class VAE(L.LightningModule):
         k, b = num_samples, x.shape[0]
         z = q.rsample((k,), generator)  # [K, B, D]
         params = self.decode(z.reshape(k * b, -1), None if y is None else _repeat(y, k))
-        log_px_z = self.likelihood.log_prob(params, _repeat(x, k)).view(k, b)
+        log_px_z = self.likelihood.log_prob(likelihood_params(params), _repeat(x, k)).view(k, b)
         # a flow scores its own last sample from what sampling computed, not by inverting
         return log_px_z + self.prior().log_prob(z) - q.log_prob(z)
 
@@ -247,9 +265,16 @@ class VAE(L.LightningModule):
         return bool(self._bpd_valid)
 
     @property
+    def elbo_terms(self) -> tuple[str, ...]:
+        """The ELBO's per-image quantities: METRICS, and the KL of each latent layer
+        (kl_layer_1 the bottom one) where there are several."""
+        layers = len(self.layer_sizes)
+        return (*METRICS, *(f"kl_layer_{i + 1}" for i in range(layers) if layers > 1))
+
+    @property
     def metric_names(self) -> tuple[str, ...]:
         """The per-image quantities logged as <stage>/<name>: the ELBO's and the objective's."""
-        return (*METRICS, *self.objective.terms)
+        return (*self.elbo_terms, *self.objective.terms)
 
     def batch_values(self, x: torch.Tensor, y: torch.Tensor | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor, dict]:
@@ -262,9 +287,11 @@ class VAE(L.LightningModule):
             loss = loss + value.auxiliary_loss
         self.bits_per_dim_valid(x)
         bpd = -out["elbo"] / (x[0].numel() * math.log(2))
-        terms = [value.terms[name] for name in self.objective.terms]
-        values = torch.stack([value.loss, out["elbo"], out["recon"], out["kl"], bpd, *terms], 1)
-        return loss, values, out
+        columns = [value.loss, out["elbo"], out["recon"], out["kl"], bpd]
+        if len(self.layer_sizes) > 1:
+            columns += out["kl_per_layer"].unbind(1)
+        columns += [value.terms[name] for name in self.objective.terms]
+        return loss, torch.stack(columns, 1), out
 
     def _step(self, batch, stage: str) -> torch.Tensor:
         """The loss to minimise: the objective's batch mean, plus its own network's loss."""
@@ -407,6 +434,13 @@ def _component_class(component, default: type) -> type:
         return default
     component = getattr(component, "func", component)
     return component if isinstance(component, type) else type(component)
+
+
+def likelihood_params(params: torch.Tensor) -> torch.Tensor:
+    """Decoder outputs in at least float32: under bf16/16-bit mixed precision a likelihood sums
+    thousands of per-pixel log-probabilities, which half precision would round by whole nats
+    (and mixing dtypes inside it fails)."""
+    return params.to(torch.promote_types(params.dtype, torch.float32))
 
 
 def _repeat(t: torch.Tensor, k: int) -> torch.Tensor:

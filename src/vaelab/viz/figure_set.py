@@ -22,12 +22,14 @@ from vaelab.viz.grids import (
     latent_manifold,
     latent_quantiles,
     latent_traversal_grid,
+    layer_samples_grid,
     prior_sample_grid,
     reconstruction_grid,
     sample_grid,
+    temperature_grid,
 )
 from vaelab.viz.images import figure_to_image
-from vaelab.viz.plots import annotated_grid, kl_per_dim_chart, latent_scatter
+from vaelab.viz.plots import annotated_grid, kl_per_dim_chart, kl_per_layer_chart, latent_scatter
 
 
 # -- drawing ---------------------------------------------------------------------------------------
@@ -127,6 +129,33 @@ def _kl_per_dim(model, data: Encoded, num_points: int, collapsed_below: float,
                                             figsize, dpi))
 
 
+def _temperature_samples(model, data: Encoded, temperatures: Sequence[float], ncol: int,
+                         seed: int, padding: int, min_width: int):
+    image = temperature_grid(model, temperatures, ncol, seed, padding, data.condition(0))
+    fig = annotated_grid(image, len(temperatures), ncol, padding, None,
+                         [f"T={t:g}" for t in temperatures], "", "temperature",
+                         "prior samples, the same noise in every row", min_width)
+    return figure_to_image(fig)
+
+
+def _layer_samples(model, data: Encoded, image_index: int, num_samples: int, seed: int,
+                   temperature: float, padding: int, min_width: int):
+    layers = len(model.layer_sizes)
+    image = layer_samples_grid(model, data.images[image_index], num_samples, seed, temperature,
+                               padding, data.condition(image_index))
+    rows = [f"top {k}" for k in range(1, layers + 1)]
+    fig = annotated_grid(image, layers, num_samples + 1, padding,
+                         ["image", *map(str, range(1, num_samples + 1))], rows, "",
+                         "layers kept from q(z|x)",
+                         f"the rest drawn from the prior (T={temperature:g})", min_width)
+    return figure_to_image(fig)
+
+
+def _kl_per_layer(model, data: Encoded, num_points: int, figsize: Sequence[float], dpi: int):
+    return figure_to_image(kl_per_layer_chart(data.codes.kl_per_layer[:num_points], figsize,
+                                              dpi))
+
+
 #: name -> function(model, encoded images, **options) -> image float [3, H, W].
 FIGURES: dict[str, Callable[..., torch.Tensor]] = {
     "reconstructions": _reconstructions,
@@ -136,17 +165,27 @@ FIGURES: dict[str, Callable[..., torch.Tensor]] = {
     "interpolation": _interpolation,
     "latent_traversal": _latent_traversal,
     "kl_per_dim": _kl_per_dim,
+    "temperature_samples": _temperature_samples,
+    "layer_samples": _layer_samples,
+    "kl_per_layer": _kl_per_layer,
 }
 #: figures drawn in a latent plane, which a 1-D latent space does not have
 PLANAR = ("latent_scatter", "latent_manifold")
+#: figures of a hierarchy's layers, which a model with one latent layer skips
+HIERARCHICAL = ("layer_samples",)
 #: figures that are already drawn at size (matplotlib), not enlarged afterwards
-FRAMED = ("latent_scatter", "latent_manifold", "latent_traversal", "kl_per_dim")
+FRAMED = ("latent_scatter", "latent_manifold", "latent_traversal", "kl_per_dim",
+          "temperature_samples", "layer_samples", "kl_per_layer")
+#: figures that take min_width as an option (the annotated grids)
+SIZED = ("latent_manifold", "latent_traversal", "temperature_samples", "layer_samples")
 #: how many fixed images each figure uses, from its options
 IMAGES_NEEDED = {
     "reconstructions": lambda o: o["num_images"],
     "latent_scatter": lambda o: o["num_points"],
     "kl_per_dim": lambda o: o["num_points"],
+    "kl_per_layer": lambda o: o["num_points"],
     "interpolation": lambda o: 2 * o["num_pairs"],
+    "layer_samples": lambda o: o["image_index"] + 1,
 }
 
 
@@ -178,9 +217,9 @@ class FigureSet:
         self.options = {name: _plain(options.get(name, {})) for name in FIGURES}
         self._images: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def select(self, latent_dim: int) -> list[str]:
-        """The figures this latent size allows (warning about the others); bad latent dims in
-        the options stop here, before training."""
+    def select(self, latent_dim: int, num_layers: int = 1) -> list[str]:
+        """The figures this latent size and number of latent layers allow (warning about the
+        others); bad latent dims in the options stop here, before training."""
         if "latent_manifold" in self.draw and latent_dim >= 2 and \
                 self.options["latent_manifold"]["dims"]:
             check_latent_dims(self.options["latent_manifold"]["dims"], latent_dim,
@@ -188,13 +227,15 @@ class FigureSet:
         if "latent_traversal" in self.draw and self.options["latent_traversal"]["dims"]:
             check_latent_dims(self.options["latent_traversal"]["dims"], latent_dim,
                               "latent_traversal.dims")
+        # the figures of a hierarchy's layers are in the default set: a flat model skips them
+        drawn = [f for f in self.draw if num_layers > 1 or f not in HIERARCHICAL]
         if latent_dim >= 2:
-            return list(self.draw)
-        skipped = [f for f in self.draw if f in PLANAR]
+            return drawn
+        skipped = [f for f in drawn if f in PLANAR]
         if skipped:
             warnings.warn(f"latent_dim={latent_dim}: {skipped} need at least 2 latent "
                           "dimensions and are not drawn", stacklevel=2)
-        return [f for f in self.draw if f not in PLANAR]
+        return [f for f in drawn if f not in PLANAR]
 
     def fixed_images(self, datamodule) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The first images of the split as model input [n, C, H, W], with their class ids [n]
@@ -240,7 +281,8 @@ class FigureSet:
                ) -> dict[str, torch.Tensor]:
         """{name: image float [3, H, W]} of `figures` (default: what `select` allows), drawn
         in eval mode on the model's device."""
-        figures = self.select(model.latent_dim) if figures is None else figures
+        figures = self.select(model.latent_dim, len(model.layer_sizes)) \
+            if figures is None else figures
         was_training = model.training
         model.eval()
         try:
@@ -248,10 +290,8 @@ class FigureSet:
             options = {**self.options,
                        "latent_scatter": {**self.options["latent_scatter"],
                                           "names": datamodule.class_names},
-                       "latent_manifold": {**self.options["latent_manifold"],
-                                           "min_width": self.min_width},
-                       "latent_traversal": {**self.options["latent_traversal"],
-                                            "min_width": self.min_width}}
+                       **{name: {**self.options[name], "min_width": self.min_width}
+                          for name in SIZED}}
             drawn = {name: FIGURES[name](model, data, **options[name]).cpu() for name in figures}
             return {name: image if name in FRAMED else upscale(image, self.min_width)
                     for name, image in drawn.items()}

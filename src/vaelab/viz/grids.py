@@ -66,6 +66,35 @@ def prior_sample_grid(model: nn.Module, num_samples: int = 64, ncol: int = 8, se
     return sample_grid(model, codes, ncol, padding, rows)
 
 
+@torch.no_grad()
+def temperature_grid(model: nn.Module, temperatures: Sequence[float], ncol: int = 8,
+                     seed: int = 0, padding: int = 2, y: torch.Tensor | None = None
+                     ) -> torch.Tensor:
+    """One row of `ncol` prior samples per temperature (the prior's spread, every layer's in a
+    hierarchy, times it), the same noise in every row; conditions y [C] for every sample."""
+    images = [decode_means(model, model.prior.sample(ncol, torch.Generator().manual_seed(seed),
+                                                     temperature), y=_repeat(y, ncol))
+              for temperature in temperatures]
+    return _grid(torch.cat(images), ncol, padding)
+
+
+@torch.no_grad()
+def layer_samples_grid(model: nn.Module, image: torch.Tensor, num_samples: int = 8,
+                       seed: int = 0, temperature: float = 1.0, padding: int = 2,
+                       y: torch.Tensor | None = None) -> torch.Tensor:
+    """What each layer of a hierarchy holds: row k (k = 1 .. L) decodes codes whose top k
+    layers are the posterior means of `image` [C, H, W] and whose other layers are drawn from
+    the prior given them (model.layer_samples), the image itself in the first column."""
+    x = image.unsqueeze(0).expand(num_samples, *image.shape)
+    cond = _repeat(y, num_samples)
+    rows = []
+    for keep in range(1, len(model.layer_sizes) + 1):
+        codes = model.layer_samples(x, keep, torch.Generator().manual_seed(seed), temperature,
+                                    cond)
+        rows += [image.unsqueeze(0), decode_means(model, codes, y=cond)]
+    return _grid(torch.cat(rows), num_samples + 1, padding)
+
+
 def quantile_levels(grid_size: int, quantiles: Sequence[float]) -> torch.Tensor:
     """linspace(q0, q1, n) in float64, checked to lie strictly inside (0, 1)."""
     low, high = quantiles

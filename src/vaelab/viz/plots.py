@@ -108,6 +108,24 @@ def kl_per_dim_chart(kl_per_dim: torch.Tensor | None, means: torch.Tensor,
     return fig
 
 
+def kl_per_layer_chart(kl_per_layer: torch.Tensor, figsize: Sequence[float] = (6.0, 3.5),
+                       dpi: int = 100) -> Figure:
+    """Bar chart of the mean KL of each latent layer over images ([N, L], layer 1 next to x),
+    each bar labelled with its share of the total."""
+    values = kl_per_layer.double().mean(dim=0).cpu().numpy()
+    total = values.sum()
+    fig = Figure(figsize=tuple(figsize), dpi=dpi, layout="constrained")
+    ax = fig.add_subplot()
+    bars = ax.bar(np.arange(1, len(values) + 1), values, color="tab:blue")
+    shares = [f"{100 * v / total:.0f}%" if total > 0 else "" for v in values]
+    ax.bar_label(bars, shares, fontsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("latent layer (1: next to x)")
+    ax.set_ylabel("KL (nats)")
+    ax.set_title(f"KL per layer, given the layers above: total {total:.2f} nats", fontsize=10)
+    return fig
+
+
 def annotated_grid(image: torch.Tensor, nrow: int, ncol: int, padding: int,
                    col_labels: Sequence[str] | None = None,
                    row_labels: Sequence[str] | None = None, xlabel: str = "", ylabel: str = "",
