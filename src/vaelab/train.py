@@ -22,6 +22,7 @@ from vaelab.configs import named_output_dir, sweep_group
 from vaelab.console import configure_console, log, metrics_table
 from vaelab.cpu import warn_if_oversubscribed
 from vaelab.distributed import is_launched_rank, share_job_config
+from vaelab.hook_dispatch import skip_noop_hooks
 from vaelab.metrics.evaluation import DESCRIPTIONS
 from vaelab.run_dir import Attempt, RunDir, task_config
 
@@ -65,6 +66,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks,
                                              logger=loggers or False,
                                              **trainer_switches(callbacks))
+            skip_noop_hooks(trainer.callbacks, model)
             log_hyperparameters(cfg, model, loggers)
             with share_job_config(run_config):
                 metrics = fit_and_test(cfg, trainer, model, datamodule, ckpt_path, attempt)
