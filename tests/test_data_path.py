@@ -1,10 +1,13 @@
-"""The in-memory data path serves exactly the images and labels torchvision's MNIST serves."""
+"""The in-memory data path serves exactly the images and labels torchvision's MNIST serves,
+and gathers batches cheaply."""
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torchvision.datasets import MNIST
 from torchvision.transforms.functional import pil_to_tensor, to_tensor
 
 from vaelab.data import MNISTDataModule
+from vaelab.data.in_memory import TensorBatchLoader
 
 
 def as_records(images: torch.Tensor, labels: torch.Tensor) -> list[tuple[bytes, int]]:
@@ -37,3 +40,28 @@ def test_mnist_batches_match_torchvision(mnist_root):
     batches = list(dm.train_dataloader())
     assert all(b.dtype == torch.uint8 and b.shape[1:] == (1, 28, 28) for b, _ in batches)
     assert sum(len(b) for b, _ in batches) == len(dm.images("train"))
+
+
+class AtenOps(TorchDispatchMode):
+    """The aten operators run inside the `with` block."""
+
+    def __enter__(self):
+        self.ops = set()
+        return super().__enter__()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.add(func.overloadpacket)
+        return func(*args, **(kwargs or {}))
+
+
+def test_loader_gathers_batches_by_rows_without_advanced_indexing():
+    images = torch.arange(10 * 4, dtype=torch.uint8).view(10, 1, 2, 2)
+    labels = torch.arange(10) % 3
+    loader = TensorBatchLoader(images, labels, batch_size=4, shuffle=True, seed=1)
+    with AtenOps() as spy:
+        batches = list(loader)
+    # index_select gathers a uint8 MNIST batch ~10x faster than images[idx]
+    assert torch.ops.aten.index_select in spy.ops and torch.ops.aten.index not in spy.ops
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(torch.cat([b for b, _ in batches]), images[order])
+    assert torch.equal(torch.cat([y for _, y in batches]), labels[order])

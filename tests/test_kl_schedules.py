@@ -31,6 +31,15 @@ def test_constant_beta_loss_is_recon_plus_beta_kl():
     assert schedule.logged(0) == {"beta": 4.0}
 
 
+def test_weight_one_adds_the_kl_without_a_multiplication():
+    recon = torch.tensor([10.0, 20.0], requires_grad=True)
+    kl = torch.tensor([1.5, 0.25], requires_grad=True)
+    loss = ConstantBeta(beta=1.0).loss(recon, kl, None, step=0)
+    assert torch.equal(loss, recon + 1.0 * kl)
+    inputs = [f.name() for f, _ in loss.grad_fn.next_functions]
+    assert inputs == ["torch::autograd::AccumulateGrad"] * 2  # recon and kl themselves
+
+
 @pytest.mark.parametrize("step, expected", [(0, 0.5), (250, 0.5 + 1.5 * 0.25), (1000, 2.0),
                                             (5000, 2.0)])
 def test_linear_warmup_follows_its_formula(step, expected):

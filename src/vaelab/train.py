@@ -32,6 +32,7 @@ from vaelab.configs import named_output_dir
 from vaelab.console import configure_console, log, metrics_table
 from vaelab.cpu import warn_if_oversubscribed
 from vaelab.distributed import is_launched_rank, share_job_config
+from vaelab.hook_dispatch import skip_noop_hooks
 from vaelab.interrupts import Interrupted
 from vaelab.metrics.evaluation import DESCRIPTIONS
 from vaelab.run_dir import Attempt, RunDir, continue_hint, multirun, task_config
@@ -77,6 +78,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                            if cfg.get("optimized_metric") else [])]
             trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=False,
                                              **trainer_switches(callbacks))
+            skip_noop_hooks(trainer.callbacks, model)
             with share_job_config(run_config):
                 metrics = fit_and_test(cfg, trainer, model, datamodule, ckpt_path, attempt,
                                        run_state, begin)

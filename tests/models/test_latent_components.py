@@ -40,6 +40,19 @@ def test_diagonal_gaussian_density_and_samples():
     torch.testing.assert_close(many.var(0), logvar[:1].exp(), atol=0.05, rtol=0.05)
 
 
+def test_diagonal_gaussian_builds_its_normal_only_when_one_is_needed():
+    g = torch.Generator().manual_seed(0)
+    mu, logvar = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)
+    q = DiagonalGaussian(mu, logvar)
+    z = q.rsample()
+    q.log_prob(z), kl_per_dimension(q, StandardNormalPrior(3)())  # what a training step asks
+    assert "base_dist" not in vars(q)
+    normal = Normal(mu, torch.exp(0.5 * logvar))
+    assert q.batch_shape == (4,) and q.event_shape == (3,)
+    torch.testing.assert_close(q.stddev, normal.stddev)
+    torch.testing.assert_close(q.entropy(), normal.entropy().sum(-1))
+
+
 def test_closed_form_kl_matches_torch_distributions_and_monte_carlo():
     g = torch.Generator().manual_seed(0)
     mu, logvar = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g) * 0.5
@@ -187,6 +200,12 @@ def test_standard_normal_prior_samples_as_before_and_knows_its_quantiles():
     q = prior.marginal_quantiles(torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64))
     assert q.shape == (3, 4)
     torch.testing.assert_close(q[:, 0], torch.tensor([-1.6449, 0.0, 1.6449]), atol=1e-4, rtol=0)
+
+
+def test_standard_normal_prior_builds_p_of_z_once_per_device():
+    prior = StandardNormalPrior(4)
+    p = prior()
+    assert prior() is p and p.event_shape == (4,) and p.mean.device == torch.device("cpu")
 
 
 def test_a_posterior_and_prior_must_agree_on_the_latent_size():

@@ -6,10 +6,12 @@ import math
 import pytest
 import torch
 from torch.distributions import Bernoulli, Normal
+from torchmetrics import Metric
 
 from helpers.models import binary_images, tiny_vae
 from vaelab.models import BernoulliLikelihood, GaussianLikelihood, VampPrior
 from vaelab.models.distributions import gaussian_kl
+from vaelab.models.running_means import RunningMeans
 
 
 def test_bernoulli_log_prob_matches_torch_distributions():
@@ -18,6 +20,17 @@ def test_bernoulli_log_prob_matches_torch_distributions():
     x = torch.bernoulli(torch.full((5, 1, 4, 4), 0.5), generator=g)
     expected = Bernoulli(logits=logits).log_prob(x).flatten(1).sum(1)
     torch.testing.assert_close(BernoulliLikelihood().log_prob(logits, x), expected)
+
+
+def test_reconstruction_term_is_minus_log_prob_and_bernoullis_records_no_negation():
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(5, 1, 4, 4, generator=g) * 3).requires_grad_()
+    x = torch.bernoulli(torch.full((5, 1, 4, 4), 0.5), generator=g)
+    for likelihood in (BernoulliLikelihood(), GaussianLikelihood()):
+        nll = likelihood.nll(logits, x)
+        assert torch.equal(nll, -likelihood.log_prob(logits, x))
+    # the training step's recon: BCE summed per image, no negation of a negation
+    assert BernoulliLikelihood().nll(logits, x).grad_fn.name() == "SumBackward1"
 
 
 @pytest.mark.parametrize("scale", [0.1, 1.0, 2.5])
@@ -85,6 +98,27 @@ def test_beta_scales_only_the_kl_term():
     torch.testing.assert_close(outs[1.0]["kl"], outs[4.0]["kl"])
     torch.testing.assert_close(losses[4.0] - losses[1.0], 3.0 * outs[1.0]["kl"].mean())
     torch.testing.assert_close(losses[1.0], -outs[1.0]["elbo"].mean())
+
+
+def test_logged_values_are_kept_out_of_the_autograd_graph():
+    vae = tiny_vae().train()
+    loss, values, out = vae.batch_values(binary_images(8))
+    assert loss.grad_fn is not None and values.grad_fn is None
+    torch.testing.assert_close(values[:, 1], out["elbo"].detach())
+    torch.testing.assert_close(values[:, 4], -out["elbo"].detach() / (64 * math.log(2)))
+
+
+def test_running_means_are_exact_and_updated_without_reassigning_their_states(monkeypatch):
+    metric = RunningMeans(("a", "b"))
+    assigned = []
+    original = Metric.__setattr__
+    monkeypatch.setattr(Metric, "__setattr__", lambda self, name, value: (
+        assigned.append(name), original(self, name, value)))
+    values = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 9.0]])
+    metric.update(values[:2])
+    metric.update(values[2:])
+    assert {"sums", "count"}.isdisjoint(assigned)  # nn.Module's checked __setattr__ is slow
+    assert {k: v.item() for k, v in metric.compute().items()} == {"a": 3.0, "b": 5.0}
 
 
 def test_nan_loss_raises_a_clear_error():

@@ -5,6 +5,7 @@ evaluation draw reproducibly without touching the global stream) and returns per
 a batch of B codes is [B, D] (or [K, B, D] for K samples each), log_prob gives [B] ([K, B]).
 """
 
+import functools
 import math
 
 import torch
@@ -28,17 +29,27 @@ class DiagonalGaussian(Independent):
     def __init__(self, mu: torch.Tensor, logvar: torch.Tensor, path_gradient: bool = False):
         self.mu, self.logvar = mu, logvar
         self.path_gradient = path_gradient
-        super().__init__(Normal(mu, torch.exp(0.5 * logvar), validate_args=False), 1,
-                         validate_args=False)
+        # Independent's own __init__ would build the per-dimension Normal (base_dist) now; a
+        # training step reads only mu and logvar, so it is built on first use instead.
+        self.reinterpreted_batch_ndims = 1
+        Distribution.__init__(self, mu.shape[:-1], mu.shape[-1:], validate_args=False)
+
+    @functools.cached_property
+    def base_dist(self) -> Normal:
+        """The independent Normal of each dimension, [..., D]."""
+        return Normal(self.mu, torch.exp(0.5 * self.logvar), validate_args=False)
 
     def rsample(self, sample_shape=(), generator: torch.Generator | None = None):
         """z = mu + sigma * eps, eps ~ N(0, I) (from `generator` if given);
         -> [*sample_shape, ..., D]."""
         shape = self._extended_shape(sample_shape)
         eps = torch.randn(shape, generator=generator, device=self.mu.device, dtype=self.mu.dtype)
-        # sigma of the expanded logvar: the same values, and gradients summed in the same order
-        # whatever the sample shape
-        return self.mu.expand(shape) + torch.exp(0.5 * self.logvar.expand(shape)) * eps
+        mu, logvar = self.mu, self.logvar
+        if shape != mu.shape:
+            # sigma of the expanded logvar: the same values, and gradients summed in the same
+            # order whatever the sample shape
+            mu, logvar = mu.expand(shape), logvar.expand(shape)
+        return mu + torch.exp(0.5 * logvar) * eps
 
     def sample(self, sample_shape=(), generator: torch.Generator | None = None):
         with torch.no_grad():

@@ -146,7 +146,7 @@ class HierarchicalVAE(VAE):
         q = self.posterior(x, y)
         p_top = self.prior.top()
         descent = q.draw(top_prior=p_top)
-        recon = -self.likelihood.log_prob(self._checked_params(descent.params, x), x)
+        recon = self.likelihood.nll(self._checked_params(descent.params, x), x)
         kl_per_layer = descent.kl_per_layer()
         kl = kl_per_layer.sum(dim=1)
         return {"recon": recon, "kl": kl, "elbo": -(recon + kl),

@@ -66,6 +66,10 @@ class Likelihood(nn.Module):
         """log p(x|z) summed over all pixels; params [B, C', H, W], x [B, C, H, W] -> [B]."""
         raise NotImplementedError
 
+    def nll(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """-log p(x|z), the reconstruction term; [B]."""
+        return -self.log_prob(params, x)
+
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         """E[x|z], clipped to the [0, 1] pixel range for display; [B, C', H, W] -> [B, C, H, W]."""
         raise NotImplementedError
@@ -81,8 +85,11 @@ class BernoulliLikelihood(Likelihood):
         return bool(((x == 0) | (x == 1)).all())
 
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        # -BCE with logits is log Bernoulli(x; sigmoid(params)), stable for large |logits|.
-        return -_sum_pixels(F.binary_cross_entropy_with_logits(params, x, reduction="none"))
+        return -self.nll(params, x)
+
+    def nll(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        # BCE with logits is -log Bernoulli(x; sigmoid(params)), stable for large |logits|.
+        return _sum_pixels(F.binary_cross_entropy_with_logits(params, x, reduction="none"))
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(params)

@@ -45,7 +45,9 @@ class Posterior(nn.Module):
     def base(self, features: torch.Tensor) -> DiagonalGaussian:
         """The diagonal Gaussian read from the first 2D features: (mu, logvar), logvar clipped
         to `logvar_range` if set (the VampPrior paper's hardtanh(-6, 2))."""
-        mu, logvar = features[:, :2 * self.latent_dim].chunk(2, dim=1)
+        if features.shape[1] > 2 * self.latent_dim:  # a flow's context follows
+            features = features[:, :2 * self.latent_dim]
+        mu, logvar = features.chunk(2, dim=1)
         if self.logvar_range is not None:
             logvar = nn.functional.hardtanh(logvar, *self.logvar_range)
         return DiagonalGaussian(mu, logvar, self.path_gradient)

@@ -83,8 +83,16 @@ class StandardNormalPrior(Prior):
     name = "standard_normal"
     factorised = True
 
+    def __init__(self, latent_dim: int):
+        super().__init__(latent_dim)
+        self._fixed: dict[torch.device, StandardNormal] = {}
+
     def forward(self) -> StandardNormal:
-        return StandardNormal(self.latent_dim, device=self._anchor.device)
+        # p(z) has no parameters: built once per device, not every step
+        device = self._anchor.device
+        if device not in self._fixed:
+            self._fixed[device] = StandardNormal(self.latent_dim, device=device)
+        return self._fixed[device]
 
     @torch.no_grad()
     def sample(self, n, generator=None, temperature=1.0):

@@ -26,8 +26,9 @@ class RunningMeans(Metric):
 
     def update(self, values: torch.Tensor) -> None:
         """Add a batch of per-image values; [B, len(names)]."""
-        self.sums += values.detach().sum(dim=0)
-        self.count += values.shape[0]
+        # in place: `+=` would also re-assign the attributes through nn.Module's __setattr__
+        self.sums.add_(values.detach().sum(dim=0))
+        self.count.add_(values.shape[0])
 
     def compute(self) -> dict[str, torch.Tensor]:
         return dict(zip(self.names, self.sums / self.count))

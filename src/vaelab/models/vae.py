@@ -14,12 +14,12 @@ import re
 from collections.abc import Callable
 from functools import partial
 
-import lightning as L
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from vaelab.console import log
+from vaelab.hook_dispatch import LeanHookModule
 from vaelab.models.compatibility import check_components
 from vaelab.models.distributions import kl_per_dimension, kl_per_image
 from vaelab.models.kl_schedules import ConstantBeta, KLSchedule, build_kl_schedule
@@ -56,7 +56,7 @@ def condition_size(datamodule, kind: str) -> int:
     return datamodule.num_classes if kind == "label" else len(datamodule.attribute_names)
 
 
-class VAE(L.LightningModule):
+class VAE(LeanHookModule):
     """Encoder -> q(z|x) -> z -> decoder -> likelihood parameters; p(z) the prior."""
 
     #: several latent layers (models.hvae.HierarchicalVAE), which objectives made for one flat
@@ -186,7 +186,7 @@ class VAE(L.LightningModule):
         q = self.posterior(x, y)
         z = q.rsample()
         p = self.prior()
-        recon = -self.likelihood.log_prob(self._checked_decode(z, y, x), x)
+        recon = self.likelihood.nll(self._checked_decode(z, y, x), x)
         kl_per_dim = kl_per_dimension(q, p)
         kl = kl_per_dim.sum(dim=1) if kl_per_dim is not None else kl_per_image(q, p, z)
         return {"recon": recon, "kl": kl, "elbo": -(recon + kl), "kl_per_dim": kl_per_dim,
@@ -286,19 +286,22 @@ class VAE(L.LightningModule):
         if value.auxiliary_loss is not None:
             loss = loss + value.auxiliary_loss
         self.bits_per_dim_valid(x)
-        bpd = -out["elbo"] / (x[0].numel() * math.log(2))
-        columns = [value.loss, out["elbo"], out["recon"], out["kl"], bpd]
-        if len(self.layer_sizes) > 1:
-            columns += out["kl_per_layer"].unbind(1)
-        columns += [value.terms[name] for name in self.objective.terms]
-        return loss, torch.stack(columns, 1), out
+        with torch.no_grad():  # logged, never differentiated: no autograd graph to record
+            bpd = -out["elbo"] / (math.prod(x.shape[1:]) * math.log(2))
+            columns = [value.loss, out["elbo"], out["recon"], out["kl"], bpd]
+            if len(self.layer_sizes) > 1:
+                columns += out["kl_per_layer"].unbind(1)
+            columns += [value.terms[name] for name in self.objective.terms]
+            values = torch.stack(columns, 1)
+        return loss, values, out
 
     def _step(self, batch, stage: str) -> torch.Tensor:
         """The loss to minimise: the objective's batch mean, plus its own network's loss."""
         loss, values, _ = self.batch_values(batch[0], self.condition_of(batch[1]))
-        if not torch.isfinite(loss):
+        loss_value = loss.item()  # one read of the loss (a sync on a GPU, as any check is)
+        if not math.isfinite(loss_value):
             raise FloatingPointError(
-                f"{stage} loss is {loss.item()} at global step {self.global_step}: lower "
+                f"{stage} loss is {loss_value} at global step {self.global_step}: lower "
                 "model.optimizer.lr, set trainer.gradient_clip_val, or check the data for NaNs"
             )
         self.metrics[f"{stage}_means"].update(values)
