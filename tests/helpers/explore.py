@@ -23,7 +23,9 @@ def space_of(overrides: list[str], folder: Path, num_points: int = 60,
              **options) -> LatentSpace:
     """A LatentSpace of the untrained model and the data of a train config (as composed from
     `overrides`); the weights are random, the interface is what is tested."""
-    cfg = compose_config("train", overrides, folder / "run")
+    # the flat VAE with 8 dims, as these tests were written (digits' quickstart default is 2)
+    eight = [] if any(o.startswith("model=") for o in overrides) else ["model.latent_dim=8"]
+    cfg = compose_config("train", [*eight, *overrides], folder / "run")
     torch.manual_seed(0)
     model = build(cfg.model).eval()
     data = build(cfg.data)
@@ -56,8 +58,10 @@ def digits_checkpoint() -> Path:
 
     folder = Path(tempfile.mkdtemp(prefix="vaelab-explore-ckpt-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    train(compose_config("train", [*FAST, "trainer.max_epochs=3", "logger=none", "test=false",
-                                   "callbacks.latent_viz=null"], folder / "run"))
+    # 8 latent dims: the explorer orders them and marks the unused ones
+    train(compose_config("train", [*FAST, "trainer.max_epochs=3", "model.latent_dim=8",
+                                   "logger=none", "test=false", "callbacks.latent_viz=null"],
+                         folder / "run"))
     return folder / "run" / "checkpoints" / "last.ckpt"
 
 
