@@ -34,7 +34,9 @@ def drawn_digit() -> bytes:
 
 def click_point(page, index: int) -> None:
     x, y = page.evaluate(f"window.vaelab.scatterPixel({index})")
-    box = page.locator("#scatter").bounding_box()
+    scatter = page.locator("#scatter")
+    scatter.scroll_into_view_if_needed()  # a small window shows it below the fold
+    box = scatter.bounding_box()
     page.mouse.click(box["x"] + x, box["y"] + y)
     page.wait_for_function(f"window.vaelab.state.picked === {index}")
     page.wait_for_timeout(300)

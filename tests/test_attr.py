@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import CELEBA_ATTRIBUTES, write_celeba
+from helpers.data import CELEBA_ATTRIBUTES, write_celeba
 from vaelab.attr import attribute_vector_figure, shifted_decodes
 from vaelab.checkpoints import load_run
 from vaelab.configs import compose_config

@@ -10,7 +10,7 @@ import pytest
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from conftest import FAST
+from helpers.configs import FAST, steps_per_epoch
 from vaelab.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint
 from vaelab.configs import compose_config
 from vaelab.eval import evaluate
@@ -20,7 +20,6 @@ pytestmark = pytest.mark.integration
 
 RUN = ["logger=csv", "model.latent_dim=2", "callbacks.latent_viz=null",
        "callbacks.lr_monitor=null"]
-STEPS_PER_EPOCH = 21  # digits: 1297 training images, global batch 64: 20 full and one of 17
 
 
 def ckpt(path: Path) -> dict:
@@ -30,12 +29,14 @@ def ckpt(path: Path) -> dict:
 def test_last_checkpoint_is_the_final_epoch_even_when_the_metric_stopped_improving(make_cfg,
                                                                                   tmp_path):
     # mode=min makes the "best" val/elbo the worst: after epoch 1 it never improves again
-    train(make_cfg([*RUN, "trainer.max_epochs=6", "callbacks.model_checkpoint.mode=min",
-                    "callbacks.step_checkpoint=null", "test=false"]))
+    cfg = make_cfg([*RUN, "trainer.max_epochs=6", "callbacks.model_checkpoint.mode=min",
+                    "callbacks.step_checkpoint=null", "test=false"])
+    steps = steps_per_epoch(cfg)
+    train(cfg)
     checkpoints = tmp_path / "run" / "checkpoints"
     assert sorted(p.name for p in checkpoints.glob("*.ckpt")) == ["epoch_001.ckpt", "last.ckpt"]
-    assert ckpt(checkpoints / "last.ckpt")["global_step"] == 6 * STEPS_PER_EPOCH
-    assert ckpt(checkpoints / "epoch_001.ckpt")["global_step"] == STEPS_PER_EPOCH
+    assert ckpt(checkpoints / "last.ckpt")["global_step"] == 6 * steps
+    assert ckpt(checkpoints / "epoch_001.ckpt")["global_step"] == steps
 
 
 class LastCheckpointSteps(L.Callback):
@@ -52,9 +53,10 @@ def test_last_checkpoint_is_written_after_every_epoch(make_cfg):
     """Issue 21 item 2: Lightning 2.6 resets the epoch's batch counter after the hook that
     saved last.ckpt, so it was written only when that counter happened to be 0."""
     LastCheckpointSteps.seen = []
-    train(make_cfg([*RUN, "trainer.max_epochs=4", "callbacks.step_checkpoint=null", "test=false",
-                    "+callbacks.watch._target_=test_checkpoints.LastCheckpointSteps"]))
-    assert LastCheckpointSteps.seen == [None, *(k * STEPS_PER_EPOCH for k in (1, 2, 3))]
+    cfg = make_cfg([*RUN, "trainer.max_epochs=4", "callbacks.step_checkpoint=null", "test=false",
+                    "+callbacks.watch._target_=test_checkpoints.LastCheckpointSteps"])
+    train(cfg)
+    assert LastCheckpointSteps.seen == [None, *(k * steps_per_epoch(cfg) for k in (1, 2, 3))]
 
 
 class RunsCode:
@@ -108,10 +110,11 @@ def test_resume_auto_skips_a_corrupt_last_checkpoint_and_continues_from_an_intac
     last = checkpoints / "last.ckpt"
     last.write_bytes(last.read_bytes()[:1000])  # a truncated file
     with caplog.at_level("INFO"):
-        metrics = train(make_cfg([*RUN, "trainer.max_epochs=2", "resume=auto", "test=false"]))
+        cfg = make_cfg([*RUN, "trainer.max_epochs=2", "resume=auto", "test=false"])
+        metrics = train(cfg)
     assert "skipping damaged checkpoints: last.ckpt" in caplog.text
     assert f"continuing from {checkpoints / 'epoch_001.ckpt'}" in caplog.text
-    assert ckpt(last)["global_step"] == 2 * STEPS_PER_EPOCH and metrics["val/elbo"] < 0
+    assert ckpt(last)["global_step"] == 2 * steps_per_epoch(cfg) and metrics["val/elbo"] < 0
     for path in checkpoints.glob("*.ckpt"):  # nothing intact left: refused, naming the files
         path.write_bytes(b"")
     with pytest.raises(CheckpointError, match=r"every checkpoint in .* is damaged"):

@@ -4,7 +4,7 @@ torch, the resolved config, and a machine's own conf/local/default.yaml."""
 import pytest
 import yaml
 
-from conftest import run_command
+from helpers.commands import run_command
 from vaelab.configs import compose_config
 
 pytestmark = pytest.mark.integration

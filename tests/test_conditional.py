@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers.configs import FAST
 from vaelab.attr import attribute_vector_figure, conditional_decodes, with_attribute
 from vaelab.checkpoints import load_run, setup_run_data
 from vaelab.configs import compose_config
@@ -19,7 +20,6 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def cvae(tmp_path_factory):
     """A label-conditional digits VAE trained for 15 epochs: (checkpoint, model, data)."""
-    from conftest import FAST
 
     out = tmp_path_factory.mktemp("cvae") / "run"
     train(compose_config("train", [*FAST, "model.condition=label", "trainer.max_epochs=15",
@@ -92,7 +92,6 @@ def test_attribute_conditions_of_factor_data_are_every_factor_one_hot(tmp_path):
     factor's one-hot, a step trains, and setting shape:heart keeps each factor one-hot."""
     from hydra.utils import instantiate
 
-    from conftest import FAST
 
     cfg = compose_config("train", [
         *FAST, "data=sprites", f"data.cache_dir={tmp_path / 'cache'}", "data.image_size=16",

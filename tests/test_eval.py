@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from helpers.commands import run_command
 from vaelab.eval import DESCRIPTIONS, evaluate
 from vaelab.run_dir import run_dir_of
 from vaelab.train import train
@@ -142,7 +143,6 @@ def test_eval_of_moved_data_names_its_own_option(make_cfg, mnist_root, tmp_path)
 
 def test_eval_on_two_processes_agrees_with_one(make_cfg, tmp_path):
     """vaelab-eval trainer=ddp_sim: two CPU processes, each scoring half the test set."""
-    from conftest import run_command
 
     train(make_cfg(["trainer.max_epochs=2", "logger=none", "test=false"]))
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
@@ -160,7 +160,6 @@ def test_eval_on_two_processes_agrees_with_one(make_cfg, tmp_path):
 
 
 def test_eval_says_what_it_will_do_shows_progress_and_logs_it(make_cfg, tmp_path):
-    from conftest import run_command
 
     train(make_cfg(["trainer.max_epochs=1", "logger=none", "test=false",
                     "data.eval_batch_size=100"]))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from conftest import run_if
+from helpers.markers import run_if
 from vaelab.train import train
 
 pytestmark = pytest.mark.integration

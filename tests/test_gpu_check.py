@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_mnist
+from helpers.data import make_mnist
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.sh"
 STEPS = ["make_data", "gpu_tests", "bench", "mnist_2d", "cifar10_hvae", "cifar10_hvae_eval"]

@@ -11,6 +11,7 @@ import lightning as L
 import pytest
 import torch
 
+from helpers.configs import steps_per_epoch
 from vaelab.checkpoints import refuse_other_runs, resume_from
 from vaelab.data.in_memory import TensorBatchLoader
 from vaelab.run_dir import RunDir
@@ -22,7 +23,6 @@ RUN = ["logger=csv", "model.latent_dim=2", "callbacks.lr_monitor=null"]
 # A resumed run restores weights, optimiser, scheduler, loop position, data order and random
 # generator states, so it repeats the uninterrupted run's arithmetic: only float noise remains.
 TOLERANCE = 1e-4
-STEPS_PER_EPOCH = 21  # digits: 1297 training images, global batch 64: 20 full and one of 17
 
 
 def ckpt(path: Path) -> dict:
@@ -53,15 +53,16 @@ def test_resume_2_to_4_epochs_equals_an_uninterrupted_run(make_cfg, tmp_path, ca
                                  output_dir=tmp_path / "resumed"))
     # continuing into a new run directory is what ckpt_path= is for: no warning about it
     assert "dirpath has changed" not in caplog.text
-    whole = train(make_cfg([*plateau, "trainer.max_epochs=4"], output_dir=tmp_path / "whole"))
+    cfg = make_cfg([*plateau, "trainer.max_epochs=4"], output_dir=tmp_path / "whole")
+    whole, steps = train(cfg), steps_per_epoch(cfg)
     assert_same_run(resumed, whole)
     a, b = (ckpt(tmp_path / d / "checkpoints" / "last.ckpt") for d in ("resumed", "whole"))
-    assert a["global_step"] == b["global_step"] == 4 * STEPS_PER_EPOCH
+    assert a["global_step"] == b["global_step"] == 4 * steps
     # the optimiser continued (Adam's step count) and so did the scheduler
-    assert a["optimizer_states"][0]["state"][0]["step"] == 4 * STEPS_PER_EPOCH
+    assert a["optimizer_states"][0]["state"][0]["step"] == 4 * steps
     assert a["lr_schedulers"] == b["lr_schedulers"]
     # the first run's results are untouched
-    assert ckpt(last)["global_step"] == 2 * STEPS_PER_EPOCH
+    assert ckpt(last)["global_step"] == 2 * steps
 
 
 class SendSigterm(L.Callback):
@@ -111,14 +112,14 @@ def test_sigkilled_run_resumes_from_its_last_checkpoint(train_cli, make_cfg, tmp
     proc.kill()  # SIGKILL: no handler runs, nothing is flushed
     out, _ = proc.communicate()
     assert last.exists(), f"the run wrote no checkpoint:\n{out[-3000:]}"
-    step = ckpt(last)["global_step"]  # written atomically, so never half a file
-    assert 0 < step < 2 * STEPS_PER_EPOCH and step % STEPS_PER_EPOCH, "not killed mid-epoch"
+    cfg = make_cfg([*every3, "trainer.max_epochs=2", "resume=auto"], output_dir=run_dir)
+    steps, step = steps_per_epoch(cfg), ckpt(last)["global_step"]  # written atomically
+    assert 0 < step < 2 * steps and step % steps, "not killed mid-epoch"
 
-    resumed = train(make_cfg([*every3, "trainer.max_epochs=2", "resume=auto"],
-                             output_dir=run_dir))
+    resumed = train(cfg)
     whole = train(make_cfg([*every3, "trainer.max_epochs=2"], output_dir=tmp_path / "whole"))
     assert_same_run(resumed, whole)
-    assert ckpt(last)["global_step"] == 2 * STEPS_PER_EPOCH
+    assert ckpt(last)["global_step"] == 2 * steps
 
 
 def test_a_run_killed_after_epoch_k_resumes_from_epoch_k_like_the_uninterrupted_run(
@@ -136,10 +137,10 @@ def test_a_run_killed_after_epoch_k_resumes_from_epoch_k_like_the_uninterrupted_
     proc.kill()
     proc.communicate()
     last = run_dir / "checkpoints" / "last.ckpt"
-    assert ckpt(last)["global_step"] >= 2 * STEPS_PER_EPOCH
+    cfg = make_cfg([*epochs, "trainer.max_epochs=4", "resume=auto"], output_dir=run_dir)
+    assert ckpt(last)["global_step"] >= 2 * steps_per_epoch(cfg)
 
-    resumed = train(make_cfg([*epochs, "trainer.max_epochs=4", "resume=auto"],
-                             output_dir=run_dir))
+    resumed = train(cfg)
     whole = train(make_cfg([*epochs, "trainer.max_epochs=4"], output_dir=tmp_path / "whole"))
     assert_same_run(resumed, whole, keys=("val/elbo", "train/loss"))
     a, b = (ckpt(d / "checkpoints" / "last.ckpt") for d in (run_dir, tmp_path / "whole"))

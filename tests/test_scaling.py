@@ -10,12 +10,13 @@ from hydra.utils import instantiate
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_only
 
+from helpers.configs import steps_per_epoch
 from vaelab.data.in_memory import TensorBatchLoader
 from vaelab.train import train
 
 pytestmark = pytest.mark.integration
 
-# A few steps: one epoch of digits is 20 optimiser steps of the global batch of 64.
+# A few steps: one epoch of digits, in global batches of data.batch_size.
 SMALL = ["trainer.max_epochs=1", "logger=csv", "model.latent_dim=4"]
 # DDP averages the same global batch's gradient as one process, but each rank draws its own
 # posterior noise for its half, so the runs differ by Monte-Carlo noise only: well under
@@ -36,10 +37,12 @@ def test_ddp_sim_matches_one_process_and_writes_one_run_dir(train_cli, make_cfg,
     assert sorted(p.name for p in (tmp_path / "outputs" / "train" / "runs").iterdir()) == \
         [run_dir.name]
 
-    single = train(make_cfg(SMALL, output_dir=tmp_path / "single"))
+    cfg = make_cfg(SMALL, output_dir=tmp_path / "single")
+    single = train(cfg)
     # the global batch stays data.batch_size: both ran the same number of optimiser steps
     ddp_steps = _global_step(run_dir / "checkpoints" / "last.ckpt")
-    assert ddp_steps == _global_step(tmp_path / "single" / "checkpoints" / "last.ckpt") == 21
+    assert ddp_steps == _global_step(tmp_path / "single" / "checkpoints" / "last.ckpt") == \
+        steps_per_epoch(cfg)
     assert abs(ddp["test/elbo"] - single["test/elbo"]) < ELBO_TOLERANCE_NATS
     untrained = train(make_cfg([*SMALL, "train=false"], output_dir=tmp_path / "untrained"))
     assert abs(ddp["test/elbo"] - untrained["test/elbo"]) > 5 * ELBO_TOLERANCE_NATS

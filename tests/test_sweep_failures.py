@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from helpers.commands import run_command
 from vaelab.report import main as report_main
 from vaelab.sweep import collect_jobs, read_job
 from vaelab.train import train
@@ -92,7 +93,6 @@ def test_a_sweep_jobs_checkpoint_can_be_passed_as_ckpt_path(train_cli, tmp_path)
                "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"])
     job = next(sweep.glob("1_*"))
     assert job.name == "1_beta-2"  # no "=" or ",", which Hydra's grammar rejects in a value
-    from conftest import run_command
 
     out = run_command(tmp_path, ["vaelab", "eval", f"ckpt_path={job}/checkpoints/last.ckpt",
                                  "fid.enabled=false", "iwae.num_samples=2",

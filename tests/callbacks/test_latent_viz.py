@@ -9,10 +9,11 @@ import torch
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger, Logger
+from omegaconf import OmegaConf
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import FAST
+from helpers.configs import FAST, steps_per_epoch
 from vaelab.configs import compose_config
 from vaelab.train import train
 from vaelab.viz import FIGURES, HIERARCHICAL
@@ -58,8 +59,8 @@ def test_callback_logs_every_figure_to_tensorboard(run_dir):
     events = EventAccumulator(str(event_dir), size_guidance={"images": 0}).Reload()
     assert set(events.Tags()["images"]) == {f"figures/{name}" for name in FLAT_FIGURES}
     manifold = events.Images("figures/latent_manifold")
-    steps_per_epoch = -(-(1797 - 200 - 300) // 64)  # digits train: 20 batches of 64, one of 17
-    assert [e.step for e in manifold] == [2 * steps_per_epoch, 3 * steps_per_epoch]
+    steps = steps_per_epoch(OmegaConf.load(run_dir / "config_resolved.yaml"))
+    assert [e.step for e in manifold] == [2 * steps, 3 * steps]
     png = Image.open(run_dir / "figures" / "latent_manifold" / "epoch_002.png")
     assert (manifold[-1].width, manifold[-1].height) == png.size
 

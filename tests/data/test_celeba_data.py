@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import CELEBA_ATTRIBUTES, write_celeba
+from helpers.data import CELEBA_ATTRIBUTES, write_celeba
 from vaelab.data.celeba import CelebADataModule, CelebAFolderError
 from vaelab.train import train
 

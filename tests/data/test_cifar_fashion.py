@@ -9,36 +9,10 @@ import pytest
 import torch
 from torchvision.datasets import CIFAR10, FashionMNIST
 
-from conftest import make_mnist
+from helpers.data import CIFAR_CLASSES, make_mnist, write_cifar
 from vaelab.data import CIFAR10DataModule, FashionMNISTDataModule
 from vaelab.data.cifar10 import CIFARFormatError, cifar_file_bytes
 from vaelab.train import train
-
-CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-           "truck"]
-PER_BATCH = 8
-N_TEST = 12
-
-
-def write_cifar(root: Path, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """CIFAR-10's python version, tiny: root/cifar-10-batches-py/{data_batch_1..5, test_batch,
-    batches.meta}, dicts pickled as Python 2 wrote the real ones; returns the arrays."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    written = {}
-    for name, n in [*((f"data_batch_{i}", PER_BATCH) for i in range(1, 6)),
-                    ("test_batch", N_TEST)]:
-        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
-        labels = rng.integers(0, 10, size=n)
-        entry = {b"batch_label": name.encode(), b"labels": labels.tolist(), b"data": data,
-                 b"filenames": [f"{name}_{i}.png".encode() for i in range(n)]}
-        (folder / name).write_bytes(cifar_file_bytes(entry))
-        written[name] = (data, labels)
-    meta = {b"num_cases_per_batch": PER_BATCH, b"label_names": [c.encode() for c in CLASSES],
-            b"num_vis": 3072}
-    (folder / "batches.meta").write_bytes(cifar_file_bytes(meta))
-    return written
 
 
 @pytest.fixture
@@ -63,7 +37,7 @@ def as_images(data: np.ndarray) -> torch.Tensor:
 def test_cifar_splits_pixels_and_class_names(cifar_root):
     root, written = cifar_root
     dm = setup_cifar(root)
-    assert dm.class_names == CLASSES
+    assert dm.class_names == CIFAR_CLASSES
     batches = [written[f"data_batch_{i}"] for i in range(1, 6)]
     reference = as_images(np.concatenate([data for data, _ in batches]))
     reference_labels = np.concatenate([labels for _, labels in batches])

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchvision.datasets import MNIST
 
-from conftest import make_mnist, write_idx
+from helpers.data import make_mnist, write_idx
 from vaelab.data import MNISTDataModule
 from vaelab.data.idx import IDXFormatError
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from conftest import write_celeba
+from helpers.data import write_celeba
 from helpers.explore import as_base64, image_file, png_of, space_of
 from vaelab.explore.app import create_app
 

@@ -10,7 +10,7 @@ import threading
 import httpx2
 import pytest
 
-from conftest import run_command
+from helpers.commands import run_command
 from helpers.explore import digits_checkpoint
 from vaelab.configs import compose_config
 from vaelab.explore.server import is_loopback

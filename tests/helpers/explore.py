@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from helpers.configs import FAST
 from helpers.models import tiny_vae
 from vaelab.builders import build
 from vaelab.configs import compose_config
@@ -53,7 +54,6 @@ def two_layer_model():
 @functools.cache
 def digits_checkpoint() -> Path:
     """last.ckpt of a digits VAE trained for 3 epochs (once per test session)."""
-    from conftest import FAST
     from vaelab.train import train
 
     folder = Path(tempfile.mkdtemp(prefix="vaelab-explore-ckpt-"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST
+from helpers.configs import FAST
 from vaelab.configs import compose_config
 from vaelab.eval import evaluate
 from vaelab.train import train

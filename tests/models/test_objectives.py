@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from torch.distributions import Normal
 
+from helpers.configs import steps_per_epoch, train_images
 from helpers.models import tiny_vae
 from vaelab.checkpoints import load_run
 from vaelab.configs import compose_config
@@ -329,8 +331,9 @@ def test_settings_an_objective_would_ignore_are_refused(settings, problem):
 @pytest.mark.integration
 def test_each_objective_trains_and_logs_its_terms(name, make_cfg, tmp_path):
     extra = [SMALL_DISCRIMINATOR] if name == "factor_vae" else []
-    metrics = train(make_cfg([f"model/objective={name}", *extra, "trainer.max_epochs=1",
-                              "logger=csv", "test=false"]))
+    cfg = make_cfg([f"model/objective={name}", *extra, "trainer.max_epochs=1", "logger=csv",
+                    "test=false"])
+    metrics = train(cfg)
     for stage in ("train", "val"):
         for term in ("loss", "elbo", *TERMS[name]):
             assert math.isfinite(metrics[f"{stage}/{term}"]), f"{stage}/{term}"
@@ -342,7 +345,7 @@ def test_each_objective_trains_and_logs_its_terms(name, make_cfg, tmp_path):
         assert kl == pytest.approx(metrics["val/kl"], abs=0.5)
         # N is the training split's size, kept in the checkpoint for vaelab-eval's test/loss
         _, model, data = load_run(tmp_path / "run" / "checkpoints" / "last.ckpt")
-        assert model.objective.dataset_size == len(data.images("train")) == 1297
+        assert model.objective.dataset_size == len(data.images("train")) == train_images(cfg)
     if name == "factor_vae":
         assert 0 <= metrics["train/discriminator_accuracy"] <= 1
 
@@ -350,7 +353,6 @@ def test_each_objective_trains_and_logs_its_terms(name, make_cfg, tmp_path):
 # A resumed run repeats the uninterrupted one's arithmetic (tests/test_resume.py), the
 # discriminator's optimiser included: only float noise remains.
 TOLERANCE = 1e-4
-STEPS_PER_EPOCH = 21  # digits: 1297 training images, batch 64: 20 full and one of 17
 FACTOR = ["model/objective=factor_vae", SMALL_DISCRIMINATOR, "logger=csv", "model.latent_dim=2",
           "callbacks.lr_monitor=null"]
 
@@ -361,12 +363,13 @@ def test_factor_vae_resumes_like_an_uninterrupted_run(make_cfg, tmp_path, caplog
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
     resumed = train(make_cfg([*FACTOR, "trainer.max_epochs=2", f"ckpt_path={last}"],
                              output_dir=tmp_path / "resumed"))
-    whole = train(make_cfg([*FACTOR, "trainer.max_epochs=2"], output_dir=tmp_path / "whole"))
+    cfg = make_cfg([*FACTOR, "trainer.max_epochs=2"], output_dir=tmp_path / "whole")
+    whole = train(cfg)
     for key in ("val/elbo", "train/loss", "train/tc", "train/discriminator_loss", "test/elbo"):
         assert resumed[key] == pytest.approx(whole[key], abs=TOLERANCE), key
     state = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt",
                        weights_only=True)[OBJECTIVE_OPTIMIZER]
-    assert state["state"][0]["step"] == 2 * STEPS_PER_EPOCH  # it continued, not restarted
+    assert state["state"][0]["step"] == 2 * steps_per_epoch(cfg)  # continued, not restarted
     # on resume the configured discriminator settings win over the checkpoint's
     train(make_cfg([*FACTOR, "trainer.max_epochs=2", f"ckpt_path={last}",
                     "model.objective.discriminator_optimizer.lr=5e-5"],
@@ -385,12 +388,14 @@ def test_objective_trains_on_two_ddp_processes(name, train_cli, tmp_path):
     train_cli(["trainer=ddp_sim", f"model/objective={name}", *extra, "trainer.max_epochs=1",
                "logger=csv", "model.latent_dim=4"], timeout=300)
     (metrics_file,) = (tmp_path / "outputs").glob("train/runs/*/metrics.json")
+    cfg = OmegaConf.load(metrics_file.parent / "config_resolved.yaml")
+    steps = steps_per_epoch(cfg)
     metrics = json.loads(metrics_file.read_text())
     for term in ("val/elbo", "test/elbo", *(f"train/{t}" for t in TERMS[name])):
         assert math.isfinite(metrics[term]), term
     ckpt = torch.load(metrics_file.parent / "checkpoints" / "last.ckpt", weights_only=True)
-    assert ckpt["global_step"] == STEPS_PER_EPOCH  # one step per global batch, not per optimiser
+    assert ckpt["global_step"] == steps  # one step per global batch, not per optimiser
     if name == "factor_vae":
-        assert ckpt[OBJECTIVE_OPTIMIZER]["state"][0]["step"] == STEPS_PER_EPOCH
+        assert ckpt[OBJECTIVE_OPTIMIZER]["state"][0]["step"] == steps
     else:  # each rank's share of a batch samples the whole training set: N is not divided
-        assert ckpt["state_dict"]["objective._extra_state"]["dataset_size"] == 1297
+        assert ckpt["state_dict"]["objective._extra_state"]["dataset_size"] == train_images(cfg)
