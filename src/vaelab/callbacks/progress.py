@@ -16,13 +16,15 @@ from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
 
 from vaelab.console import log
-from vaelab.metric_specs import names
+from vaelab.metric_specs import names, per_image
 
 
 def shown() -> tuple[str, ...]:
-    """The metrics a progress line shows, in this order: those metric_specs marks `progress`,
-    of training and validation."""
-    return tuple(f"{stage}/{name}" for stage in ("train", "val") for name in names(progress=True))
+    """The metrics a progress line shows, in this order: the per-image columns metric_specs
+    marks `progress` (train/loss, train/elbo, ...), of training and validation."""
+    progress = names(progress=True)
+    return tuple(f"{stage}/{name}" for stage in ("train", "val")
+                 for name in per_image() if name in progress)
 
 
 def current_metrics(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
