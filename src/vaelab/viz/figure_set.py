@@ -56,7 +56,7 @@ def draw_reconstructions(model, data: Encoded, num_images: int, ncol: int, paddi
 
 
 def draw_prior_samples(model, data: Encoded, num_samples: int, ncol: int, seed: int, padding: int,
-                   temperature: float):
+                       temperature: float):
     return prior_sample_grid(model, num_samples, ncol, seed, padding, temperature,
                              rows=condition_rows(model, data, num_samples // ncol or 1))
 
@@ -72,7 +72,7 @@ def condition_rows(model, data: Encoded, count: int) -> torch.Tensor | None:
 
 
 def draw_latent_scatter(model, data: Encoded, num_points: int, method: str, seed: int,
-                    figsize: Sequence[float], dpi: int, point_size: float, names=None):
+                        figsize: Sequence[float], dpi: int, point_size: float, names=None):
     labels = None if data.labels is None else data.labels[:num_points]
     return figure_to_image(latent_scatter(data.codes.means[:num_points], labels, method, seed,
                                           figsize, dpi, point_size, names))
@@ -84,7 +84,7 @@ def _pick_dims(dims: Sequence[int] | None, data: Encoded, count: int | None) -> 
 
 
 def draw_latent_manifold(model, data: Encoded, grid_size: int, dims: Sequence[int] | None,
-                     quantiles: Sequence[float], padding: int, min_width: int):
+                         quantiles: Sequence[float], padding: int, min_width: int):
     dims = _pick_dims(dims, data, 2)
     image, values = latent_manifold(model, data.codes, grid_size, dims, quantiles, padding,
                                     data.condition(0))
@@ -106,7 +106,7 @@ def draw_interpolation(model, data: Encoded, num_pairs: int, steps: int, method:
 
 
 def draw_latent_traversal(model, data: Encoded, dims: Sequence[int] | None, limits: Sequence[float],
-                      steps: int, base: str, padding: int, min_width: int):
+                          steps: int, base: str, padding: int, min_width: int):
     dims = _pick_dims(dims, data, None)
     if base == "image":
         z = data.codes.means[0]
@@ -125,7 +125,7 @@ def draw_latent_traversal(model, data: Encoded, dims: Sequence[int] | None, limi
 
 
 def draw_kl_per_dim(model, data: Encoded, num_points: int, collapsed_below: float,
-                figsize: Sequence[float], dpi: int):
+                    figsize: Sequence[float], dpi: int):
     kl = data.codes.kl_per_dim
     return figure_to_image(kl_per_dim_chart(None if kl is None else kl[:num_points],
                                             data.codes.means[:num_points], collapsed_below,
@@ -133,7 +133,7 @@ def draw_kl_per_dim(model, data: Encoded, num_points: int, collapsed_below: floa
 
 
 def draw_temperature_samples(model, data: Encoded, temperatures: Sequence[float], ncol: int,
-                         seed: int, padding: int, min_width: int):
+                             seed: int, padding: int, min_width: int):
     image = temperature_grid(model, temperatures, ncol, seed, padding, data.condition(0))
     fig = annotated_grid(image, len(temperatures), ncol, padding, None,
                          [f"T={t:g}" for t in temperatures], "", "temperature",
@@ -142,7 +142,7 @@ def draw_temperature_samples(model, data: Encoded, temperatures: Sequence[float]
 
 
 def draw_layer_samples(model, data: Encoded, image_index: int, num_samples: int, seed: int,
-                   temperature: float, padding: int, min_width: int):
+                       temperature: float, padding: int, min_width: int):
     layers = len(model.layer_sizes)
     image = layer_samples_grid(model, data.images[image_index], num_samples, seed, temperature,
                                padding, data.condition(image_index))
