@@ -17,16 +17,9 @@ from vaelab.checkpoints import command_attempt, load_command_run
 from vaelab.console import configure_console, log, metrics_table
 from vaelab.cpu import warn_if_oversubscribed
 from vaelab.distributed import share_job_config
+from vaelab.metric_specs import MAIN_SAMPLER, descriptions
 from vaelab.metrics.disentanglement_eval import disentanglement_enabled, sampling_scores
-from vaelab.metrics.evaluation import (
-    DESCRIPTIONS,
-    DISENTANGLEMENT_DESCRIPTIONS,
-    MAIN_SAMPLER,
-    Evaluation,
-    build_feature_extractor,
-    layer_descriptions,
-    sampler_descriptions,
-)
+from vaelab.metrics.evaluation import Evaluation, build_feature_extractor
 from vaelab.metrics.image_quality import SampleFidelity
 from vaelab.run_dir import Attempt
 
@@ -99,9 +92,8 @@ def evaluate_run(cfg: DictConfig, run_cfg: DictConfig, model, datamodule, attemp
     attempt.finish(metrics)
     if trainer.is_global_zero:
         log.info(metrics_table(evaluation.results,
-                               {**DESCRIPTIONS, **sampler_descriptions(samplers),
-                                **DISENTANGLEMENT_DESCRIPTIONS,
-                                **layer_descriptions(len(model.layer_sizes))},
+                               descriptions(len(model.layer_sizes),
+                                            {name: s.describe() for name, s in samplers.items()}),
                                title=f"{ckpt_path} -> {attempt.run.metrics}"))
     return metrics
 

@@ -11,32 +11,17 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from vaelab.metric_specs import names
 from vaelab.run_dir import CHECKPOINTS, EVAL, METRICS
 from vaelab.sweep import Job, collect_jobs
 
 #: the states a job can be in, in the order the report counts them
 STATES = ("completed", "failed", "interrupted", "damaged", "incomplete", "not run")
 
-#: Columns of the Markdown table, after the job's name, status, beta and swept parameters.
-SUMMARY = ("elbo", "recon", "kl", "active_units")
 #: The ELBO's terms, which the report takes from one checkpoint per job
 TERMS = ("elbo", "recon", "kl")
 #: the final weights of a run (LastCheckpoint saves them when training ends)
 LAST = "last.ckpt"
-
-#: The disentanglement metrics vaelab-eval writes as test/<name> (data with factors).
-DISENTANGLEMENT = ("beta_vae_score", "factor_vae_score", "mig", "dci_disentanglement",
-                   "dci_completeness", "dci_informativeness", "sap", "modularity", "explicitness")
-#: Of those, the Markdown table's columns.
-DISENTANGLEMENT_SUMMARY = ("beta_vae_score", "factor_vae_score", "mig", "dci_disentanglement",
-                           "sap", "modularity")
-#: The objectives whose regularisation strength is not model.beta: (config key, symbol).
-#: how plots name the objectives (the table keeps their class names)
-LABELS = {"Elbo": "β-VAE", "IWAE": "IWAE", "BetaTCVAE": "β-TCVAE", "FactorVAE": "FactorVAE",
-          "DipVAEI": "DIP-VAE-I", "DipVAEII": "DIP-VAE-II"}
-STRENGTHS = {"FactorVAE": ("model.objective.gamma", "γ"),
-             "DipVAEI": ("model.objective.lambda_od", "λ_od"),
-             "DipVAEII": ("model.objective.lambda_od", "λ_od")}
 
 
 def job_beta(job: Job) -> float | None:
@@ -60,12 +45,30 @@ def job_objective(job: Job) -> str:
     return str(target or "").rsplit(".", 1)[-1]
 
 
+def objective_class(name: str) -> type:
+    """vaelab's objective class of this class name (e.g. BetaTCVAE), whose `label` and
+    `strength` the report uses; the base class Objective (the defaults: model.beta) for any
+    other. Only vaelab.models.objectives is looked in: a job's config never chooses what is
+    imported."""
+    from vaelab.models import objectives
+
+    found = getattr(objectives, name, None) if name else None
+    return found if isinstance(found, type) and issubclass(found, objectives.Objective) \
+        else objectives.Objective
+
+
+def objective_label(name: str) -> str:
+    """How plots name the objective of this class name (the table keeps class names)."""
+    return objective_class(name).label or name
+
+
 def job_strength(job: Job) -> float | None:
-    """The objective's regularisation strength: model.beta, FactorVAE's gamma, DIP-VAE's
-    lambda_od (STRENGTHS)."""
-    if job_objective(job) not in STRENGTHS:
+    """The objective's regularisation strength: model.beta, or the objective's own weight
+    (its class's `strength`: FactorVAE's gamma, DIP-VAE's lambda_od)."""
+    key = objective_class(job_objective(job)).strength[0]
+    if key == "model.beta":
         return job_beta(job)
-    value = job.select(STRENGTHS[job_objective(job)][0])
+    value = job.select(key)
     return float(value) if isinstance(value, int | float) else None
 
 
@@ -78,7 +81,7 @@ def evaluations(job: Job) -> list[dict]:
             record = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError, OSError):
             continue  # a damaged or half-written evaluation: the others still count
-        if isinstance(record, dict) and any(f"test/{m}" in record for m in DISENTANGLEMENT):
+        if isinstance(record, dict) and any(f"test/{m}" in record for m in names(score=True)):
             records.append((path.stat().st_mtime, record))
     return [record for _, record in sorted(records, key=lambda r: r[0], reverse=True)]
 
@@ -108,8 +111,9 @@ def paired_numbers(job: Job, stage: str) -> dict:
 
 
 def scores_of(record: dict) -> dict:
-    """{name: value} of the DISENTANGLEMENT metrics a metrics record holds."""
-    return {name: record[f"test/{name}"] for name in DISENTANGLEMENT if f"test/{name}" in record}
+    """{name: value} of the disentanglement scores (metric_specs) a metrics record holds."""
+    return {name: record[f"test/{name}"] for name in names(score=True)
+            if f"test/{name}" in record}
 
 
 def line_labels(rows: list[dict], swept: list[str]) -> list[str]:
@@ -122,7 +126,7 @@ def line_labels(rows: list[dict], swept: list[str]) -> list[str]:
             groups.setdefault((row["objective"], row["strength"], key), set()).add(row[key])
     split = [k for k in swept if k != "seed"
              and any(len(v) > 1 for (_, _, key), v in groups.items() if key == k)]
-    return [", ".join([LABELS.get(row["objective"], row["objective"]) or "objective?",
+    return [", ".join([objective_label(row["objective"]) or "objective?",
                        *(f"{k.rsplit('.', 1)[-1]}={row[k]}" for k in split)]) for row in rows]
 
 
@@ -282,14 +286,15 @@ def disentanglement_figures(done: list[dict], swept: list[str], stage: str) -> d
     strength and against the rate (KL), one line per objective, mean and min-max over seeds."""
     from vaelab.viz.sweep_plots import metrics_by_line
 
+    scores = names(score=True)
     scored = [r for r in done if r["strength"] is not None
-              and any(r.get(m) is not None for m in DISENTANGLEMENT)]
+              and any(r.get(m) is not None for m in scores)]
     if not scored:
         return {}
-    metrics = {m: [r.get(m) for r in scored] for m in DISENTANGLEMENT
+    metrics = {m: [r.get(m) for r in scored] for m in scores
                if any(r.get(m) is not None for r in scored)}
     lines, strengths = line_labels(scored, swept), [r["strength"] for r in scored]
-    symbols = dict.fromkeys(STRENGTHS.get(r["objective"], ("model.beta", "β"))[1] for r in scored)
+    symbols = dict.fromkeys(objective_class(r["objective"]).strength[1] for r in scored)
     return {
         "disentanglement_vs_strength.png": metrics_by_line(
             metrics, strengths, lines, strengths, f"strength ({', '.join(symbols)})",
@@ -304,12 +309,14 @@ def disentanglement_figures(done: list[dict], swept: list[str], stage: str) -> d
 def write_markdown(multirun_dir: Path, out_dir: Path, rows: list[dict], swept: list[str],
                    stage: str, figures: list[str]) -> None:
     counts = {s: sum(r["status"] == s for r in rows) for s in STATES}
-    scored = [c for c in DISENTANGLEMENT_SUMMARY if any(r.get(c) is not None for r in rows)]
+    # the Markdown table's metric columns (metric_specs: summary), those some job has
+    scored = [c for c in names(score=True, summary=True) if any(r.get(c) is not None for r in rows)]
     objectives = {r["objective"] for r in rows if r["objective"]}
     columns = ["num", "status", "beta", *(["objective"] if len(objectives) > 1 else []),
                *(["strength"] if scored else []), *[k for k in swept if k != "model.beta"],
                *(["checkpoint"] if scored else []),
-               *[c for c in SUMMARY if any(r.get(c) is not None for r in rows)], *scored]
+               *[c for c in names(summary=True, factors=False)
+                 if any(r.get(c) is not None for r in rows)], *scored]
     parts = [
         f"# Sweep report: {multirun_dir}",
         f"{len(rows)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)

@@ -34,7 +34,7 @@ from vaelab.cpu import warn_if_oversubscribed
 from vaelab.distributed import is_launched_rank, share_job_config
 from vaelab.hook_dispatch import skip_noop_hooks
 from vaelab.interrupts import Interrupted
-from vaelab.metrics.evaluation import DESCRIPTIONS
+from vaelab.metric_specs import descriptions
 from vaelab.run_dir import Attempt, RunDir, continue_hint, multirun, task_config
 
 
@@ -87,7 +87,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             finish_loggers(loggers, failed)
         attempt.finish(metrics)
         if "tested_checkpoint" in metrics:
-            log.info(metrics_table(metrics, DESCRIPTIONS,
+            log.info(metrics_table(metrics, descriptions(factors=False),
                                    f"test metrics of {metrics['tested_checkpoint']}"))
         log.info(f"metrics: {run.metrics}" + (f"; best checkpoint: {metrics['best_checkpoint']}"
                                               if metrics.get("best_checkpoint") else ""))

@@ -11,6 +11,7 @@ import torch
 
 from vaelab.checkpoints import load_run, setup_run_data
 from vaelab.eval import evaluate
+from vaelab.metric_specs import SPECS
 from vaelab.metrics import disentanglement as dm
 from vaelab.metrics.disentanglement_eval import (
     EncodedFactorGrid,
@@ -19,9 +20,11 @@ from vaelab.metrics.disentanglement_eval import (
     disentanglement_scores,
     split_counts,
 )
-from vaelab.metrics.evaluation import DISENTANGLEMENT_DESCRIPTIONS
 from vaelab.models.latents import posterior_means
 from vaelab.train import train
+
+#: the metrics of data with ground-truth factors (metric_specs)
+DISENTANGLEMENT_DESCRIPTIONS = {f"test/{s.name}": s.description for s in SPECS if s.factors}
 
 EVAL_BATCH = 20  # 60 test images in 3 batches (of 10 a rank under DDP): 50 points span them
 MODEL = ["model.latent_dim=4", "model.encoder.hidden_dims=[32]", "model.decoder.hidden_dims=[32]",

@@ -16,23 +16,30 @@ from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
 
 from vaelab.console import log
+from vaelab.metric_specs import names, per_image
 
-#: the metrics a progress line shows, in this order
-SHOWN = ("train/loss", "train/elbo", "val/elbo", "val/loss")
+
+def shown() -> tuple[str, ...]:
+    """The metrics a progress line shows, in this order: the per-image columns metric_specs
+    marks `progress` (train/loss, train/elbo, ...), of training and validation."""
+    progress = names(progress=True)
+    return tuple(f"{stage}/{name}" for stage in ("train", "val")
+                 for name in per_image() if name in progress)
 
 
 def current_metrics(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
     """The epoch-so-far training means (this rank's) and the latest validation metrics."""
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in SHOWN}
+    wanted = shown()
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in wanted}
     running = getattr(pl_module, "running_means", None)
     if running is not None:
         metrics.update({f"train/{k}": v for k, v in running("train").items()
-                        if f"train/{k}" in SHOWN})
+                        if f"train/{k}" in wanted})
     return metrics
 
 
 def format_metrics(metrics: dict[str, float]) -> str:
-    return " ".join(f"{k}={metrics[k]:.3f}" for k in SHOWN if k in metrics)
+    return " ".join(f"{k}={metrics[k]:.3f}" for k in shown() if k in metrics)
 
 
 def epoch_summary(trainer: L.Trainer, pl_module: L.LightningModule, seconds: float) -> str:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torchmetrics import MetricCollection, SumMetric
 
+from vaelab.metric_specs import layer_metric, sampler_metric
 from vaelab.metrics.active_units import ActiveUnits
 from vaelab.metrics.disentanglement_eval import (
     EncodedFactorGrid,
@@ -23,54 +24,6 @@ from vaelab.models.latents import decode_means, posterior_means
 from vaelab.models.running_means import RunningMeans
 from vaelab.models.samplers import Sampler
 from vaelab.models.vae import VAE
-
-#: What each metric in metrics.json means (also the table's last column).
-DESCRIPTIONS = {
-    "test/elbo": "ELBO, 1 posterior sample (nats/image), all test images",
-    "test/recon": "-log p(x|z), 1 sample (nats/image)",
-    "test/kl": "KL(q(z|x) || p(z)) (nats/image)",
-    "test/bpd": "-ELBO in bits/dim",
-    "test/loss": "training objective on the test set",
-    "test/nll": "-log p(x) (-log p(x|y) if conditional), importance-weighted bound with K "
-                "samples (nats/image)",
-    "test/nll_elbo": "ELBO from the same K samples and images as test/nll (nats/image)",
-    "test/nll_bpd": "-log p(x) in bits/dim",
-    "test/nll_num_samples": "K, importance samples per image",
-    "test/nll_num_images": "test images in the log p(x) estimate (the first N)",
-    "test/active_units": "latent dims with Cov_x(E_q[z|x]) > threshold",
-    "test/latent_dim": "latent dims in total",
-    "test/recon_mse": "MSE, reconstruction mean vs test image",
-    "test/recon_psnr": "PSNR of that MSE (dB)",
-    "test/recon_ssim": "mean SSIM, reconstruction vs test image",
-    "test/fid": "FID, prior sample means vs test images",
-    "test/kid_mean": "KID, prior sample means vs test images",
-    "test/kid_std": "KID's standard deviation over subsets",
-    "test/fid_num_samples": "images per side in FID/KID",
-}
-
-#: The disentanglement metrics (data with ground-truth factors), disentanglement_lib's
-#: definitions; all in [0, 1] except explicitness (an AUC, 0.5 = chance).
-DISENTANGLEMENT_DESCRIPTIONS = {
-    "test/beta_vae_score": "beta-VAE score: linear classifier's accuracy at telling the fixed "
-                           "factor from |z1 - z2| of pairs",
-    "test/beta_vae_score_train": "beta-VAE score on its training points",
-    "test/factor_vae_score": "FactorVAE score: majority-vote accuracy, fixed factor from the "
-                             "least-varying code dim",
-    "test/factor_vae_score_train": "FactorVAE score on its training points",
-    "test/factor_vae_active_dims": "code dims with std >= 0.05 that FactorVAE scores",
-    "test/mig": "MIG: gap between the two codes most informative about a factor, / H(factor)",
-    "test/dci_disentanglement": "DCI disentanglement: each code predicts one factor (trees)",
-    "test/dci_completeness": "DCI completeness: each factor is predicted by one code",
-    "test/dci_informativeness": "DCI informativeness: tree accuracy on held-out points",
-    "test/dci_informativeness_train": "tree accuracy on the training points",
-    "test/sap": "SAP: accuracy gap of the two best single-code linear classifiers",
-    "test/modularity": "modularity: each code carries information about one factor",
-    "test/explicitness": "explicitness: one-vs-rest AUC of logistic regression on all codes",
-    "test/explicitness_train": "explicitness on the training points",
-    "test/disentanglement_num_points": "first test images (by index) behind MIG/DCI/SAP/modularity",
-    "test/disentanglement_num_train": "of those, training points (MIG uses these)",
-    "test/disentanglement_num_test": "of those, held-out points",
-}
 
 
 class Evaluation(L.LightningModule):
@@ -201,7 +154,7 @@ class Evaluation(L.LightningModule):
         if len(sizes) == 1:
             return {}
         active = self.active.variances() > self.active.threshold
-        return {f"test/active_units_layer_{i + 1}": int(layer.sum())
+        return {f"test/{layer_metric('active_units_layer', i + 1)}": int(layer.sum())
                 for i, layer in enumerate(active.split(sizes))}
 
     def _disentanglement(self) -> dict[str, float]:
@@ -213,35 +166,16 @@ class Evaluation(L.LightningModule):
         return disentanglement_scores(codes, factors, grid, self.disentanglement)
 
 
-#: the sampler whose FID/KID are test/fid, test/kid_*; the others' are test/fid_<name>, ...
-MAIN_SAMPLER = "prior"
-
-
 def fidelity_results(scores: Mapping[str, dict]) -> dict[str, float]:
-    """test/fid, test/kid_mean, test/kid_std of the prior sampler (MAIN_SAMPLER) and
-    test/<metric>_<name> of the others, from SampleFidelity.compute()."""
+    """test/fid, test/kid_mean, test/kid_std of the main (prior) sampler and
+    test/<metric>_<name> of the others (metric_specs.sampler_metric), from
+    SampleFidelity.compute()."""
     results = {}
     for name, score in scores.items():
-        suffix = "" if name == MAIN_SAMPLER else f"_{name}"
-        results.update({f"test/{k}{suffix}": score[k] for k in ("fid", "kid_mean", "kid_std")})
+        results.update({f"test/{sampler_metric(k, name)}": score[k]
+                        for k in ("fid", "kid_mean", "kid_std")})
         results["test/fid_num_samples"] = score["num_real"]
     return results
-
-
-def layer_descriptions(num_layers: int) -> dict[str, str]:
-    """The table's lines for the per-layer metrics of a model with several latent layers."""
-    if num_layers == 1:
-        return {}
-    return {name: meaning for i in range(1, num_layers + 1) for name, meaning in (
-        (f"test/kl_layer_{i}", f"KL of latent layer {i} (1: next to x) given the layers above"),
-        (f"test/active_units_layer_{i}", f"of the active units, in layer {i}"))}
-
-
-def sampler_descriptions(samplers: Mapping[str, Sampler]) -> dict[str, str]:
-    """The table's lines for the FID/KID of the samplers other than the prior."""
-    return {f"test/{k}_{name}": f"{what}, {sampler.describe()}"
-            for name, sampler in samplers.items() if name != MAIN_SAMPLER
-            for k, what in (("fid", "FID"), ("kid_mean", "KID"), ("kid_std", "KID's std"))}
 
 
 def build_feature_extractor(enabled: bool, weights_path: str | None,

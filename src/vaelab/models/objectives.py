@@ -42,6 +42,10 @@ class Objective(nn.Module, ABC):
 
     #: the config name, model/objective=<name>
     name: str
+    #: how vaelab-report's plots name it
+    label: str = ""
+    #: its regularisation strength, (config key, symbol): vaelab-report's x axis
+    strength: tuple[str, str] = ("model.beta", "β")
     #: what it needs of the latent model (vaelab.models.compatibility)
     requires: frozenset[str] = frozenset()
     #: the names of ObjectiveValue.terms, the per-image terms it logs
@@ -63,6 +67,7 @@ class Elbo(Objective):
     a beta-VAE, KL warm-up, cyclical annealing, free bits, or controlled capacity (AnnealedVAE)."""
 
     name = "elbo"
+    label = "β-VAE"
 
     def __init__(self, kl_schedule: KLSchedule):
         super().__init__()
@@ -78,6 +83,7 @@ class IWAE(Objective):
     -log (1/K) sum_k p(x, z_k) / q(z_k|x), z_k ~ q(z|x); K = 1 is the ELBO."""
 
     name = "iwae"
+    label = "IWAE"
 
     def __init__(self, num_samples: int = 5):
         super().__init__()
@@ -147,6 +153,7 @@ class BetaTCVAE(Objective):
     """
 
     name = "beta_tcvae"
+    label = "β-TCVAE"
     requires = frozenset({"gaussian_posterior", "kl_per_dim", "one_latent_layer"})
     terms = ("mi", "tc", "dwkl")
 
@@ -224,6 +231,8 @@ class FactorVAE(Objective):
     """
 
     name = "factor_vae"
+    label = "FactorVAE"
+    strength = ("model.objective.gamma", "γ")
     requires = frozenset({"one_latent_layer"})
     terms = ("tc", "discriminator_loss", "discriminator_accuracy")
 
@@ -282,6 +291,7 @@ class DipVAE(Objective):
 
     requires = frozenset({"gaussian_posterior", "one_latent_layer"})
     terms = ("dip_penalty",)
+    strength = ("model.objective.lambda_od", "λ_od")
 
     def __init__(self, lambda_od: float, lambda_d: float):
         super().__init__()
@@ -304,6 +314,7 @@ class DipVAEI(DipVAE):
     """DIP-VAE-I: C = Cov_x[mu(x)], the covariance of the posterior means."""
 
     name = "dip_vae_i"
+    label = "DIP-VAE-I"
 
     def __init__(self, lambda_od: float = 10.0, lambda_d: float = 100.0):
         super().__init__(lambda_od, lambda_d)
@@ -317,6 +328,7 @@ class DipVAEII(DipVAE):
     posterior q(z)."""
 
     name = "dip_vae_ii"
+    label = "DIP-VAE-II"
 
     def __init__(self, lambda_od: float = 10.0, lambda_d: float = 10.0):
         super().__init__(lambda_od, lambda_d)

@@ -12,7 +12,7 @@ conditional VAE (model.condition), None otherwise.
 import math
 import re
 from collections.abc import Callable
-from functools import partial
+from functools import cached_property, partial
 
 import torch
 from torch import nn
@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from vaelab.console import log
 from vaelab.hook_dispatch import LeanHookModule
+from vaelab.metric_specs import layer_metric, names, per_image
 from vaelab.models.compatibility import check_components
 from vaelab.models.distributions import kl_per_dimension, kl_per_image
 from vaelab.models.kl_schedules import ConstantBeta, KLSchedule, build_kl_schedule
@@ -33,7 +34,6 @@ from vaelab.optim import apply_configured_optimizer
 from vaelab.validation import check_number
 
 STAGES = ("train", "val", "test")
-METRICS = ("loss", "elbo", "recon", "kl", "bpd")
 #: checkpoint key of the optimiser state of the objective's own network (FactorVAE)
 OBJECTIVE_OPTIMIZER = "objective_optimizer_state"
 
@@ -266,12 +266,12 @@ class VAE(LeanHookModule):
 
     @property
     def elbo_terms(self) -> tuple[str, ...]:
-        """The ELBO's per-image quantities: METRICS, and the KL of each latent layer
-        (kl_layer_1 the bottom one) where there are several."""
-        layers = len(self.layer_sizes)
-        return (*METRICS, *(f"kl_layer_{i + 1}" for i in range(layers) if layers > 1))
+        """The ELBO's per-image quantities (metric_specs.per_image): loss, elbo, recon, kl,
+        bpd, and the KL of each latent layer (kl_layer_1 the bottom one) where there are
+        several."""
+        return per_image(len(self.layer_sizes))
 
-    @property
+    @cached_property  # read every step: the names are fixed when the model is built
     def metric_names(self) -> tuple[str, ...]:
         """The per-image quantities logged as <stage>/<name>: the ELBO's and the objective's."""
         return (*self.elbo_terms, *self.objective.terms)
@@ -288,11 +288,12 @@ class VAE(LeanHookModule):
         self.bits_per_dim_valid(x)
         with torch.no_grad():  # logged, never differentiated: no autograd graph to record
             bpd = -out["elbo"] / (math.prod(x.shape[1:]) * math.log(2))
-            columns = [value.loss, out["elbo"], out["recon"], out["kl"], bpd]
+            columns = {"loss": value.loss, "elbo": out["elbo"], "recon": out["recon"],
+                       "kl": out["kl"], "bpd": bpd, **value.terms}
             if len(self.layer_sizes) > 1:
-                columns += out["kl_per_layer"].unbind(1)
-            columns += [value.terms[name] for name in self.objective.terms]
-            values = torch.stack(columns, 1)
+                columns.update({layer_metric("kl_layer", i + 1): kl for i, kl in
+                                enumerate(out["kl_per_layer"].unbind(1))})
+            values = torch.stack([columns[name] for name in self.metric_names], 1)
         return loss, values, out
 
     def _step(self, batch, stage: str) -> torch.Tensor:
@@ -322,11 +323,12 @@ class VAE(LeanHookModule):
         metric = self.metrics[f"{stage}_means"]
         if not metric.update_called:
             return
+        progress = names(progress=True)
         for name, value in metric.compute().items():
             if name == "bpd" and not self.reports_bpd:
                 continue  # bits/dim is only meaningful for a probability mass
             # compute() already reduced across ranks; sync_dist averages equal values
-            self.log(f"{stage}/{name}", value, prog_bar=name in ("loss", "elbo"), sync_dist=True)
+            self.log(f"{stage}/{name}", value, prog_bar=name in progress, sync_dist=True)
         metric.reset()
 
     def training_step(self, batch, batch_idx):

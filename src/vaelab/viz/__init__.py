@@ -1,46 +1,26 @@
-"""Pure plotting: tensors (and a VAE to decode with) in, image tensors or figures out."""
+"""Pure plotting: tensors (and a VAE to decode with) in, image tensors or figures out.
 
-from vaelab.viz.figure_set import FIGURES, HIERARCHICAL, FigureSet
-from vaelab.viz.grids import (
-    interpolate,
-    interpolation_grid,
-    latent_manifold,
-    latent_quantiles,
-    latent_traversal_grid,
-    layer_samples_grid,
-    prior_sample_grid,
-    quantile_levels,
-    reconstruction_grid,
-    temperature_grid,
-)
-from vaelab.viz.images import figure_to_image, save_png
-from vaelab.viz.plots import (
-    annotated_grid,
-    kl_per_dim_chart,
-    kl_per_layer_chart,
-    latent_scatter,
-    project_2d,
-)
+The names below load their module (and torch) when first used, so that the config schema can
+read vaelab.viz.figure_specs without importing torch.
+"""
 
-__all__ = [
-    "FIGURES",
-    "HIERARCHICAL",
-    "FigureSet",
-    "annotated_grid",
-    "figure_to_image",
-    "interpolate",
-    "interpolation_grid",
-    "kl_per_dim_chart",
-    "kl_per_layer_chart",
-    "latent_manifold",
-    "latent_quantiles",
-    "latent_scatter",
-    "latent_traversal_grid",
-    "layer_samples_grid",
-    "prior_sample_grid",
-    "quantile_levels",
-    "project_2d",
-    "reconstruction_grid",
-    "save_png",
-    "temperature_grid",
-]
+from importlib import import_module
+
+#: module -> the names it gives the package
+_EXPORTS = {
+    "figure_set": ("FIGURES", "HIERARCHICAL", "FigureSet"),
+    "grids": ("interpolate", "interpolation_grid", "latent_manifold", "latent_quantiles",
+              "latent_traversal_grid", "layer_samples_grid", "prior_sample_grid",
+              "quantile_levels", "reconstruction_grid", "temperature_grid"),
+    "images": ("figure_to_image", "save_png"),
+    "plots": ("annotated_grid", "kl_per_dim_chart", "kl_per_layer_chart", "latent_scatter",
+              "project_2d"),
+}
+__all__ = sorted(name for names in _EXPORTS.values() for name in names)
+
+
+def __getattr__(name: str):
+    for module, names in _EXPORTS.items():
+        if name in names:
+            return getattr(import_module(f"vaelab.viz.{module}"), name)
+    raise AttributeError(f"module 'vaelab.viz' has no attribute {name!r}")

@@ -1,14 +1,16 @@
 """What to draw: the named latent-space figures, drawn from a fixed set of a split's images.
 
 `FigureSet` is used by the LatentViz callback (which decides when and where to send them) and
-by vaelab-viz. Its options are a Hydra structured config (`vaelab.schemas.FigureSetConfig`):
-unknown keys, wrong types and invalid choices stop at compose time, before anything runs.
+by vaelab-viz. Each figure is one spec (vaelab.viz.figure_specs: its drawing function below, its
+options, the models it applies to); the config schema built from the specs
+(`vaelab.schemas.FigureSetConfig`) stops unknown keys, wrong types and invalid choices at
+compose time, before anything runs.
 """
 
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import Enum
 
 import torch
@@ -16,6 +18,7 @@ from omegaconf import OmegaConf
 from torch.nn import functional as F
 
 from vaelab.models.latents import EncodedImages, encode_images
+from vaelab.viz.figure_specs import SPECS
 from vaelab.viz.grids import (
     check_latent_dims,
     interpolation_grid,
@@ -47,13 +50,13 @@ class Encoded:
         return None if self.conditions is None else self.conditions[i]
 
 
-def _reconstructions(model, data: Encoded, num_images: int, ncol: int, padding: int):
+def draw_reconstructions(model, data: Encoded, num_images: int, ncol: int, padding: int):
     y = None if data.conditions is None else data.conditions[:num_images]
     return reconstruction_grid(model, data.images[:num_images], ncol, padding, y)
 
 
-def _prior_samples(model, data: Encoded, num_samples: int, ncol: int, seed: int, padding: int,
-                   temperature: float):
+def draw_prior_samples(model, data: Encoded, num_samples: int, ncol: int, seed: int, padding: int,
+                       temperature: float):
     return prior_sample_grid(model, num_samples, ncol, seed, padding, temperature,
                              rows=condition_rows(model, data, num_samples // ncol or 1))
 
@@ -68,8 +71,8 @@ def condition_rows(model, data: Encoded, count: int) -> torch.Tensor | None:
     return data.conditions[:count]
 
 
-def _latent_scatter(model, data: Encoded, num_points: int, method: str, seed: int,
-                    figsize: Sequence[float], dpi: int, point_size: float, names=None):
+def draw_latent_scatter(model, data: Encoded, num_points: int, method: str, seed: int,
+                        figsize: Sequence[float], dpi: int, point_size: float, names=None):
     labels = None if data.labels is None else data.labels[:num_points]
     return figure_to_image(latent_scatter(data.codes.means[:num_points], labels, method, seed,
                                           figsize, dpi, point_size, names))
@@ -80,8 +83,8 @@ def _pick_dims(dims: Sequence[int] | None, data: Encoded, count: int | None) -> 
     return list(dims) if dims else data.codes.informative_dims()[:count]
 
 
-def _latent_manifold(model, data: Encoded, grid_size: int, dims: Sequence[int] | None,
-                     quantiles: Sequence[float], padding: int, min_width: int):
+def draw_latent_manifold(model, data: Encoded, grid_size: int, dims: Sequence[int] | None,
+                         quantiles: Sequence[float], padding: int, min_width: int):
     dims = _pick_dims(dims, data, 2)
     image, values = latent_manifold(model, data.codes, grid_size, dims, quantiles, padding,
                                     data.condition(0))
@@ -93,7 +96,7 @@ def _latent_manifold(model, data: Encoded, grid_size: int, dims: Sequence[int] |
     return figure_to_image(fig)
 
 
-def _interpolation(model, data: Encoded, num_pairs: int, steps: int, method: str, padding: int):
+def draw_interpolation(model, data: Encoded, num_pairs: int, steps: int, method: str, padding: int):
     # Consecutive images make the pairs: (0, 1), (2, 3), ...
     n = 2 * min(num_pairs, len(data.images) // 2)
     pairs = data.images[:n]
@@ -102,8 +105,8 @@ def _interpolation(model, data: Encoded, num_pairs: int, steps: int, method: str
                               None if y is None else y[0::2], None if y is None else y[1::2])
 
 
-def _latent_traversal(model, data: Encoded, dims: Sequence[int] | None, limits: Sequence[float],
-                      steps: int, base: str, padding: int, min_width: int):
+def draw_latent_traversal(model, data: Encoded, dims: Sequence[int] | None, limits: Sequence[float],
+                          steps: int, base: str, padding: int, min_width: int):
     dims = _pick_dims(dims, data, None)
     if base == "image":
         z = data.codes.means[0]
@@ -121,16 +124,16 @@ def _latent_traversal(model, data: Encoded, dims: Sequence[int] | None, limits: 
     return figure_to_image(fig)
 
 
-def _kl_per_dim(model, data: Encoded, num_points: int, collapsed_below: float,
-                figsize: Sequence[float], dpi: int):
+def draw_kl_per_dim(model, data: Encoded, num_points: int, collapsed_below: float,
+                    figsize: Sequence[float], dpi: int):
     kl = data.codes.kl_per_dim
     return figure_to_image(kl_per_dim_chart(None if kl is None else kl[:num_points],
                                             data.codes.means[:num_points], collapsed_below,
                                             figsize, dpi))
 
 
-def _temperature_samples(model, data: Encoded, temperatures: Sequence[float], ncol: int,
-                         seed: int, padding: int, min_width: int):
+def draw_temperature_samples(model, data: Encoded, temperatures: Sequence[float], ncol: int,
+                             seed: int, padding: int, min_width: int):
     image = temperature_grid(model, temperatures, ncol, seed, padding, data.condition(0))
     fig = annotated_grid(image, len(temperatures), ncol, padding, None,
                          [f"T={t:g}" for t in temperatures], "", "temperature",
@@ -138,8 +141,8 @@ def _temperature_samples(model, data: Encoded, temperatures: Sequence[float], nc
     return figure_to_image(fig)
 
 
-def _layer_samples(model, data: Encoded, image_index: int, num_samples: int, seed: int,
-                   temperature: float, padding: int, min_width: int):
+def draw_layer_samples(model, data: Encoded, image_index: int, num_samples: int, seed: int,
+                       temperature: float, padding: int, min_width: int):
     layers = len(model.layer_sizes)
     image = layer_samples_grid(model, data.images[image_index], num_samples, seed, temperature,
                                padding, data.condition(image_index))
@@ -151,42 +154,18 @@ def _layer_samples(model, data: Encoded, image_index: int, num_samples: int, see
     return figure_to_image(fig)
 
 
-def _kl_per_layer(model, data: Encoded, num_points: int, figsize: Sequence[float], dpi: int):
+def draw_kl_per_layer(model, data: Encoded, num_points: int, figsize: Sequence[float], dpi: int):
     return figure_to_image(kl_per_layer_chart(data.codes.kl_per_layer[:num_points], figsize,
                                               dpi))
 
 
-#: name -> function(model, encoded images, **options) -> image float [3, H, W].
-FIGURES: dict[str, Callable[..., torch.Tensor]] = {
-    "reconstructions": _reconstructions,
-    "prior_samples": _prior_samples,
-    "latent_scatter": _latent_scatter,
-    "latent_manifold": _latent_manifold,
-    "interpolation": _interpolation,
-    "latent_traversal": _latent_traversal,
-    "kl_per_dim": _kl_per_dim,
-    "temperature_samples": _temperature_samples,
-    "layer_samples": _layer_samples,
-    "kl_per_layer": _kl_per_layer,
-}
-#: figures drawn in a latent plane, which a 1-D latent space does not have
-PLANAR = ("latent_scatter", "latent_manifold")
+#: name -> drawing function(model, encoded images, **options) -> image float [3, H, W], in the
+#: specs' order
+FIGURES: dict[str, Callable[..., torch.Tensor]] = {spec.name: globals()[spec.draw]
+                                                   for spec in SPECS}
 #: figures of a hierarchy's layers, which a model with one latent layer skips
-HIERARCHICAL = ("layer_samples",)
-#: figures that are already drawn at size (matplotlib), not enlarged afterwards
-FRAMED = ("latent_scatter", "latent_manifold", "latent_traversal", "kl_per_dim",
-          "temperature_samples", "layer_samples", "kl_per_layer")
-#: figures that take min_width as an option (the annotated grids)
-SIZED = ("latent_manifold", "latent_traversal", "temperature_samples", "layer_samples")
-#: how many fixed images each figure uses, from its options
-IMAGES_NEEDED = {
-    "reconstructions": lambda o: o["num_images"],
-    "latent_scatter": lambda o: o["num_points"],
-    "kl_per_dim": lambda o: o["num_points"],
-    "kl_per_layer": lambda o: o["num_points"],
-    "interpolation": lambda o: 2 * o["num_pairs"],
-    "layer_samples": lambda o: o["image_index"] + 1,
-}
+HIERARCHICAL = tuple(spec.name for spec in SPECS if spec.hierarchical)
+_SPECS = {spec.name: spec for spec in SPECS}
 
 
 def _plain(value):
@@ -213,8 +192,14 @@ class FigureSet:
     def __init__(self, draw: Sequence[str], split: str = "val", batch_size: int = 1000,
                  min_width: int = 400, **options: Mapping):
         self.draw = [_plain(name) for name in draw]
+        unknown = [name for name in self.draw if name not in _SPECS]
+        if unknown:
+            raise ValueError(f"figures.draw: unknown figures {unknown}; the figures are "
+                             f"{list(_SPECS)}")
         self.split, self.batch_size, self.min_width = split, batch_size, min_width
-        self.options = {name: _plain(options.get(name, {})) for name in FIGURES}
+        # each figure's options: its spec's defaults, as configured
+        self.options = {name: {**_plain(asdict(spec.options())), **_plain(options.get(name, {}))}
+                        for name, spec in _SPECS.items()}
         self._images: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def select(self, latent_dim: int, num_layers: int = 1) -> list[str]:
@@ -228,21 +213,21 @@ class FigureSet:
             check_latent_dims(self.options["latent_traversal"]["dims"], latent_dim,
                               "latent_traversal.dims")
         # the figures of a hierarchy's layers are in the default set: a flat model skips them
-        drawn = [f for f in self.draw if num_layers > 1 or f not in HIERARCHICAL]
+        drawn = [f for f in self.draw if num_layers > 1 or not _SPECS[f].hierarchical]
         if latent_dim >= 2:
             return drawn
-        skipped = [f for f in drawn if f in PLANAR]
+        skipped = [f for f in drawn if _SPECS[f].planar]
         if skipped:
             warnings.warn(f"latent_dim={latent_dim}: {skipped} need at least 2 latent "
                           "dimensions and are not drawn", stacklevel=2)
-        return [f for f in drawn if f not in PLANAR]
+        return [f for f in drawn if not _SPECS[f].planar]
 
     def fixed_images(self, datamodule) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The first images of the split as model input [n, C, H, W], with their class ids [n]
         and labels ([n] or [n, K])."""
         if self._images is None:
-            n = max([1] + [IMAGES_NEEDED[f](self.options[f]) for f in self.draw
-                           if f in IMAGES_NEEDED])
+            n = max([1] + [_SPECS[f].images_needed(self.options[f]) for f in self.draw
+                           if _SPECS[f].images_needed is not None])
             images = datamodule.images(self.split)[:n]
             labels = datamodule.labels(self.split)[:n]
             self._images = (datamodule.model_input(images.cpu()),
@@ -291,9 +276,9 @@ class FigureSet:
                        "latent_scatter": {**self.options["latent_scatter"],
                                           "names": datamodule.class_names},
                        **{name: {**self.options[name], "min_width": self.min_width}
-                          for name in SIZED}}
+                          for name, spec in _SPECS.items() if spec.sized}}
             drawn = {name: FIGURES[name](model, data, **options[name]).cpu() for name in figures}
-            return {name: image if name in FRAMED else upscale(image, self.min_width)
+            return {name: image if _SPECS[name].framed else upscale(image, self.min_width)
                     for name, image in drawn.items()}
         finally:
             model.train(was_training)
