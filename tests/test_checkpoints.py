@@ -142,11 +142,12 @@ def test_a_failed_save_leaves_no_partial_file(tmp_path, monkeypatch):
 
 
 def test_resume_uses_the_configured_learning_rate_and_says_so(make_cfg, tmp_path, caplog):
-    train(make_cfg([*RUN, "trainer.max_epochs=1", "test=false"]))
+    first = make_cfg([*RUN, "trainer.max_epochs=1", "test=false"])
+    train(first)
     with caplog.at_level("INFO"):
         train(make_cfg([*RUN, "trainer.max_epochs=2", "resume=auto",
                         "model.optimizer.lr=1e-4", "test=false"]))
-    assert "lr 0.001 -> 0.0001" in caplog.text
+    assert f"lr {first.model.optimizer.lr:g} -> 0.0001" in caplog.text
     last = ckpt(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(1e-4)
     assert "lr: 0.0001" in (tmp_path / "run" / "config_resolved.yaml").read_text()
