@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
@@ -159,3 +160,17 @@ def test_every_schedule_is_named_by_its_config_option():
     for path in (Path(CONFIG_DIR) / "model" / "kl_schedule").glob("*.yaml"):
         target = OmegaConf.load(path)._target_
         assert get_class(target).name == path.stem, target
+
+
+def test_a_recipes_schedule_option_left_under_another_schedule_is_named(tmp_path):
+    """burda_2layer warms the KL up (model.kl_schedule.warmup_steps); choosing free bits per layer
+    on top keeps that key, which free bits has no use for: one line saying how to drop it."""
+    overrides = ["experiment=burda_2layer", "model/kl_schedule=free_bits_per_layer"]
+    cfg = compose_config("train", overrides, tmp_path / "a")
+    with pytest.raises(InstantiationException,
+                       match=r"model\.kl_schedule\.warmup_steps is not an option of "
+                       r"model/kl_schedule=free_bits_per_layer \(its options: floor_per_layer\)"
+                       r".*~model\.kl_schedule\.warmup_steps"):
+        instantiate(cfg.model)
+    fixed = compose_config("train", [*overrides, "~model.kl_schedule.warmup_steps"], tmp_path / "b")
+    assert isinstance(instantiate(fixed.model).kl_schedule, FreeBitsPerLayer)

@@ -185,6 +185,21 @@ class CapacityAnnealing(KLSchedule):
         return {"capacity": self.capacity(step)}
 
 
+def check_schedule_options(schedule: Callable[..., KLSchedule]) -> None:
+    """One line naming an option the schedule does not take: a recipe's option (e.g. a
+    warm-up's `warmup_steps`) stays in model.kl_schedule when another schedule is chosen."""
+    cls = getattr(schedule, "func", schedule)
+    known = set(inspect.signature(cls).parameters)
+    unknown = sorted(set(getattr(schedule, "keywords", None) or {}) - known)
+    if unknown:
+        name = getattr(cls, "name", cls.__name__)
+        options = ", ".join(sorted(known - {"beta"})) or "none"
+        raise ValueError(
+            f"model.kl_schedule.{unknown[0]} is not an option of model/kl_schedule={name} "
+            f"(its options: {options}); a recipe set it for its own schedule: drop it with "
+            f"~model.kl_schedule.{unknown[0]}")
+
+
 def build_kl_schedule(schedule: Callable[..., KLSchedule] | KLSchedule | None,
                       beta: float) -> KLSchedule:
     """The schedule with `model.beta`, the one place beta is set, as its target weight.
@@ -197,6 +212,7 @@ def build_kl_schedule(schedule: Callable[..., KLSchedule] | KLSchedule | None,
     if isinstance(schedule, KLSchedule):
         raise TypeError("pass the schedule as a class or functools.partial, without beta: "
                         "the VAE gives it model.beta")
+    check_schedule_options(schedule)
     if "beta" in inspect.signature(schedule).parameters:
         return schedule(beta=beta)
     if beta != 1.0:
