@@ -75,7 +75,8 @@ def test_damaged_job_files_are_reported_and_the_report_goes_on(tmp_path):
 @pytest.mark.slow
 def test_a_failed_job_leaves_the_next_job_its_own_wandb_run(train_cli, tmp_path, monkeypatch):
     sweep = tmp_path / "sweep"
-    train_cli(["-m", *TINY, "logger=wandb", "model.optimizer.lr=-1,1e-3",
+    # the first job fails in training (its loss turns NaN), after its W&B run has started
+    train_cli(["-m", *TINY, "logger=wandb", "model.optimizer.lr=1e30,1e-3",
                "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"], expect_ok=False,
               timeout=300)
     first, second = sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir())
