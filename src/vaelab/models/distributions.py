@@ -128,14 +128,19 @@ def kl_per_dimension(q: Distribution, p: Distribution) -> torch.Tensor | None:
     return None
 
 
+def kl_log_q(q: Distribution, z: torch.Tensor) -> torch.Tensor:
+    """log q(z) as the one-sample KL estimate takes it: with the gradient q's `kl_log_prob`
+    says, where q has one (the path gradient), else q's log_prob."""
+    return getattr(q, "kl_log_prob", q.log_prob)(z)
+
+
 def kl_per_image(q: Distribution, p: Distribution, z: torch.Tensor) -> torch.Tensor:
     """KL(q || p) per image, [...]: in closed form where torch's kl_divergence registry has the
-    pair, else the single-sample estimate log q(z) - log p(z) at the sample z of q (its
-    gradient as q's `kl_log_prob` says, where q has one)."""
+    pair, else the single-sample estimate kl_log_q(q, z) - log p(z) at the sample z of q."""
     try:
         return kl_divergence(q, p)
     except NotImplementedError:
-        return getattr(q, "kl_log_prob", q.log_prob)(z) - p.log_prob(z)
+        return kl_log_q(q, z) - p.log_prob(z)
 
 
 def has_closed_form_kl(q: Distribution, p: Distribution) -> bool:

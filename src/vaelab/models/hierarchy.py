@@ -16,7 +16,7 @@ from functools import cached_property
 import torch
 from torch.distributions import Distribution, kl_divergence
 
-from vaelab.models.distributions import DiagonalGaussian, kl_per_dimension
+from vaelab.models.distributions import DiagonalGaussian, kl_log_q, kl_per_dimension
 from vaelab.models.priors import Prior
 
 
@@ -36,7 +36,11 @@ class Layer:
 
     def log_q(self) -> torch.Tensor:
         """log q(z_l | x, z_>l); [N]."""
-        return self.q.log_prob(self.z if self.drawn is None else self.drawn).reshape(-1)
+        return self.q.log_prob(self._q_codes()).reshape(-1)
+
+    def _q_codes(self) -> torch.Tensor:
+        """The codes in the shape q scores them: as drawn where they were, else z."""
+        return self.z if self.drawn is None else self.drawn
 
     @cached_property
     def kl(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -51,9 +55,7 @@ class Layer:
         try:
             return self._per_code(kl_divergence(self.q, self.p)), None
         except NotImplementedError:  # the one-sample estimate, with q's gradient choice
-            z = self.z if self.drawn is None else self.drawn
-            log_q = getattr(self.q, "kl_log_prob", self.q.log_prob)(z).reshape(-1)
-            return log_q - self.p.log_prob(self.z), None
+            return kl_log_q(self.q, self._q_codes()).reshape(-1) - self.p.log_prob(self.z), None
 
     def _per_code(self, values: torch.Tensor) -> torch.Tensor:
         """Values of q's B images [B, ...] for the N = K * B codes (sample-major); [N, ...]."""

@@ -185,14 +185,19 @@ class CapacityAnnealing(KLSchedule):
         return {"capacity": self.capacity(step)}
 
 
+def _option_name(schedule: Callable[..., KLSchedule]) -> str:
+    """The model/kl_schedule option of a schedule class or partial (its class name if none)."""
+    cls = getattr(schedule, "func", schedule)
+    return getattr(cls, "name", cls.__name__)
+
+
 def check_schedule_options(schedule: Callable[..., KLSchedule]) -> None:
     """One line naming an option the schedule does not take: a recipe's option (e.g. a
     warm-up's `warmup_steps`) stays in model.kl_schedule when another schedule is chosen."""
-    cls = getattr(schedule, "func", schedule)
-    known = set(inspect.signature(cls).parameters)
+    known = set(inspect.signature(getattr(schedule, "func", schedule)).parameters)
     unknown = sorted(set(getattr(schedule, "keywords", None) or {}) - known)
     if unknown:
-        name = getattr(cls, "name", cls.__name__)
+        name = _option_name(schedule)
         options = ", ".join(sorted(known - {"beta"})) or "none"
         raise ValueError(
             f"model.kl_schedule.{unknown[0]} is not an option of model/kl_schedule={name} "
@@ -216,11 +221,8 @@ def build_kl_schedule(schedule: Callable[..., KLSchedule] | KLSchedule | None,
     if "beta" in inspect.signature(schedule).parameters:
         return schedule(beta=beta)
     if beta != 1.0:
-        cls = getattr(schedule, "func", schedule)
-        name = getattr(cls, "name", cls.__name__)
         raise ValueError(
-            f"model.beta={beta} has no effect with model/kl_schedule={name}: leave model.beta "
-            "at 1 and set the "
-            "schedule's own parameters (model.kl_schedule.*)"
+            f"model.beta={beta} has no effect with model/kl_schedule={_option_name(schedule)}: "
+            "leave model.beta at 1 and set the schedule's own parameters (model.kl_schedule.*)"
         )
     return schedule()
