@@ -87,7 +87,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             finish_loggers(loggers, failed)
         attempt.finish(metrics)
         if "tested_checkpoint" in metrics:
-            log.info(metrics_table(metrics, descriptions(factors=False),
+            log.info(metrics_table(metrics, descriptions(len(model.layer_sizes), factors=False),
                                    f"test metrics of {metrics['tested_checkpoint']}"))
         log.info(f"metrics: {run.metrics}" + (f"; best checkpoint: {metrics['best_checkpoint']}"
                                               if metrics.get("best_checkpoint") else ""))

@@ -3,6 +3,7 @@ the per-layer KL against Monte Carlo, the importance weights over all layers aga
 separately computed log p(x|z) + log p(z) - log q(z|x), and the ladders' shapes."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -221,7 +222,8 @@ def test_the_ladders_refuse_bad_shapes_in_one_line(tmp_path):
 
 
 @pytest.mark.integration
-def test_training_logs_each_layers_kl_and_eval_reports_it_with_active_units(make_cfg, tmp_path):
+def test_training_logs_each_layers_kl_and_eval_reports_it_with_active_units(make_cfg, tmp_path,
+                                                                            caplog):
     from vaelab.eval import evaluate
     from vaelab.train import train
 
@@ -232,6 +234,10 @@ def test_training_logs_each_layers_kl_and_eval_reports_it_with_active_units(make
     for stage in ("train", "val", "test"):
         layers = [metrics[f"{stage}/kl_layer_{i}"] for i in (1, 2)]
         assert sum(layers) == pytest.approx(metrics[f"{stage}/kl"], rel=1e-4), stage
+    # the end-of-run table shows each layer's KL, as eval's does
+    for i in (1, 2):
+        assert re.search(rf"\n +test/kl_layer_{i} +{metrics[f'test/kl_layer_{i}']:.4f} ",
+                         caplog.text), i
     results = evaluate(make_cfg([f"ckpt_path={metrics['best_checkpoint']}", "fid.enabled=false",
                                  "iwae.num_samples=10", "iwae.num_images=50"], name="eval",
                                 output_dir=tmp_path / "eval"))
