@@ -1,4 +1,5 @@
-"""scripts/bench_train.py runs both sides, prints their ratio, and profiles vaelab's steps."""
+"""scripts/bench_train.py runs vaelab, a raw loop and bare Lightning, prints their ratios, and
+profiles vaelab's steps."""
 
 import os
 import re
@@ -22,6 +23,15 @@ def test_bench_train_reports_ratios_and_a_profile_by_part_of_the_stack(mnist_roo
         env={**os.environ, "VAELAB_DATA_DIR": str(mnist_root)},
     ).stdout
     assert re.search(r"^mnist_2d +\d+ +\d+ +\d\.\d{3} +\d+ +\d+ +\d\.\d{3}$", out, re.M), out
+    # Lightning's floor: its img/s, Lightning/raw, vaelab/Lightning, ms/step over raw of each
+    ms = r"(-?\d+\.\d{3})"
+    floor = re.search(rf"^mnist_2d +(\d+) +(\d\.\d{{3}}) +(\d\.\d{{3}}) +{ms} +{ms}$", out, re.M)
+    assert floor and int(floor[1]) > 0 and float(floor[2]) > 0 and float(floor[3]) > 0, out
+    assert re.search(r"repeat 0: vaelab \d+ img/s .* bare Lightning \d+ img/s", out), out
     parts = dict(re.findall(r"^  (\w[\w ()]*?) +(\d+\.\d+) ms +\d+\.\d %$", out, re.M))
     assert {"vaelab", "Lightning", "torch kernels"} <= set(parts), out
-    assert "load average" in out and len(re.findall(r"^ +\d+\.\d{3} +\d+\.\d  \[", out, re.M)) == 5
+    # one profile of vaelab's steps and one of bare Lightning's, each with its top 5 functions
+    assert re.findall(r"^mnist_2d, (.+?): own time .* (\d+) function calls per step$", out,
+                      re.M)[0][0] == "vaelab", out
+    assert len(re.findall(r"function calls per step$", out, re.M)) == 2, out
+    assert "load average" in out and len(re.findall(r"^ +\d+\.\d{3} +\d+\.\d  \[", out, re.M)) == 10
