@@ -1,6 +1,7 @@
 """Every script in scripts/, run as a user runs it (`python scripts/<name> ...` in a subprocess)
 on tiny data the test writes, at the smallest sizes its options allow: the lines it promises and
-the files it writes. (bench_train.py and gpu_check.sh have their own modules.)"""
+the files it writes. (bench_train.py and gpu_check.sh have their own modules.) The four that
+take 9-17 s are in the slow tier, which keeps the default run within its time budget."""
 
 import re
 from pathlib import Path
@@ -63,7 +64,7 @@ def test_bench_data_times_every_part_and_prints_their_ratios(tmp_path):
     assert lines(r"cache build, 1 decode thread\(s\) +: +\d+ img/s", out)
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_bench_explore_reports_round_trip_latency_against_the_decode_alone(tmp_path):
     out = run_script(tmp_path, "bench_explore.py", "--ckpt", str(digits_checkpoint()),
                      "--requests", "3", "--clients", "2", "--num-points", "20")
@@ -102,7 +103,7 @@ def test_bench_latent_models_prints_each_variant_as_a_ratio_to_the_standard_vae(
     assert "iaf (zuko)" in timed or "zuko is not installed" in out
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_bench_latent_viz_prints_the_overhead_of_drawing_every_epoch(tmp_path):
     data = make_mnist(tmp_path / "data")
     out = run_script(tmp_path, "bench_latent_viz.py", "--data-dir", str(data), "--epochs", "1",
@@ -128,7 +129,7 @@ def test_bench_nll_trains_then_reports_the_learning_curve_and_log_likelihood(tmp
     assert Image.open(run / "learning_curve.png").format == "PNG"
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_bench_nll_with_a_checkpoint_times_vaelab_eval_against_a_plain_loop(tmp_path):
     out = run_script(tmp_path, "bench_nll.py", "--ckpt", str(digits_checkpoint()),
                      "--num-samples", "2", "--nll-images", "4", "--repeats", "1",
@@ -138,7 +139,7 @@ def test_bench_nll_with_a_checkpoint_times_vaelab_eval_against_a_plain_loop(tmp_
     assert (tmp_path / "speed" / "eval0" / "metrics.json").is_file()
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_explore_screenshot_photographs_the_page(tmp_path):
     pytest.importorskip("playwright")
     from vaelab.explore.browser import chromium_path
