@@ -94,7 +94,7 @@ def check_within_one_epoch(cfg: DictConfig, total_steps: int) -> None:
     per_epoch = len(datamodule.train_dataloader())
     if total_steps >= per_epoch:
         raise SystemExit(f"--warmup + --steps = {total_steps} reaches the end of the first "
-                         f"epoch ({per_epoch} steps): use fewer so both sides only train")
+                         f"epoch ({per_epoch} steps): use fewer so every side only trains")
 
 
 def timed(fit, cfg: DictConfig, steps: int, warmup: int) -> tuple[float, float]:
@@ -114,7 +114,7 @@ def run_vaelab(cfg: DictConfig, steps: int, warmup: int) -> tuple[float, float]:
 
 #: where a function's code lives -> the part of the stack it belongs to (first match wins);
 #: ctypes is torch's CUDA check, which loads the NVML library on every Adam step once
-#: Lightning has set PYTORCH_NVML_BASED_CUDA_CHECK=1 (both sides pay it)
+#: Lightning has set PYTORCH_NVML_BASED_CUDA_CHECK=1 (every side pays it)
 PARTS = (("vaelab", ("/vaelab/",)), ("Lightning", ("/lightning", "lightning_utilities")),
          ("torchmetrics", ("/torchmetrics/",)), ("torch (Python)", ("/torch/",)),
          ("torch kernels", ("torch.", "TensorBase", "torch._C")),
@@ -241,6 +241,16 @@ def run_lightning_floor(cfg: DictConfig, steps: int, warmup: int) -> tuple[float
         lightning_log.setLevel(level)
 
 
+def wall(runs: list[tuple[float, float]]) -> list[float]:
+    """The images per wall second of each run of a side."""
+    return [run[0] for run in runs]
+
+
+def cpu(runs: list[tuple[float, float]]) -> list[float]:
+    """The images per CPU second of each run of a side."""
+    return [run[1] for run in runs]
+
+
 def median_ratio(a: list[float], b: list[float]) -> float:
     """The median of the repeats' ratios a / b (each pair from the same repeat)."""
     return statistics.median(x / y for x, y in zip(a, b, strict=True))
@@ -260,7 +270,7 @@ def main() -> None:
                         "stack")
     parser.add_argument("--top", type=int, default=25, help="functions listed by --profile")
     parser.add_argument("--override", nargs="*", default=[],
-                        help="config overrides for both sides, e.g. data.val_size=1000")
+                        help="config overrides for every side, e.g. data.val_size=1000")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -285,8 +295,7 @@ def main() -> None:
                       f"({a[-1][1]:.0f} per CPU s), raw {b[-1][0]:.0f} img/s "
                       f"({b[-1][1]:.0f} per CPU s), bare Lightning {c[-1][0]:.0f} img/s "
                       f"({c[-1][1]:.0f} per CPU s)", flush=True)
-            rows.append((experiment, cfg.data.batch_size,
-                         *([x[i] for x in side] for side in (a, b, c) for i in (0, 1))))
+            rows.append((experiment, cfg.data.batch_size, a, b, c))
             if args.profile:
                 for side, run in (("vaelab", run_vaelab), ("bare Lightning", run_lightning_floor)):
                     profile_side(side, run, compose(experiment, args.steps, args.warmup,
@@ -299,7 +308,8 @@ def main() -> None:
           "ratio: median of the repeats' ratios")
     print(f"{'experiment':<12} {'vaelab img/s':>13} {'raw img/s':>10} {'ratio':>6}   "
           f"{'vaelab img/CPU-s':>16} {'raw img/CPU-s':>14} {'ratio':>6}")
-    for experiment, _, a, a_cpu, b, b_cpu, _, _ in rows:
+    for experiment, _, runs_a, runs_b, _ in rows:
+        a, b, a_cpu, b_cpu = wall(runs_a), wall(runs_b), cpu(runs_a), cpu(runs_b)
         print(f"{experiment:<12} {statistics.median(a):>13.0f} {statistics.median(b):>10.0f} "
               f"{median_ratio(a, b):>6.3f}   {statistics.median(a_cpu):>16.0f} "
               f"{statistics.median(b_cpu):>14.0f} {median_ratio(a_cpu, b_cpu):>6.3f}")
@@ -308,7 +318,8 @@ def main() -> None:
           "reach; vaelab/Lightning is what vaelab adds (wall time)")
     print(f"{'experiment':<12} {'Lightning img/s':>16} {'Lightning/raw':>14} "
           f"{'vaelab/Lightning':>17} {'ms/step over raw: Lightning':>28} {'vaelab':>7}")
-    for experiment, batch, a, _, b, _, c, _ in rows:
+    for experiment, batch, *sides in rows:
+        a, b, c = map(wall, sides)
         raw_step_ms = 1000 * batch / statistics.median(b)
         over = [raw_step_ms * (1 / median_ratio(side, b) - 1) for side in (c, a)]
         print(f"{experiment:<12} {statistics.median(c):>16.0f} {median_ratio(c, b):>14.3f} "

@@ -1,5 +1,5 @@
 """scripts/bench_train.py runs vaelab, a raw loop and bare Lightning, prints their ratios, and
-profiles vaelab's steps."""
+profiles the steps of vaelab and of bare Lightning."""
 
 import os
 import re
