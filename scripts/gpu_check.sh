@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The GPU check, one prepared command: in under 8 minutes on one GPU it runs
 #   1. the gpu test tier (pytest -m gpu),
-#   2. the training benchmarks of the convolutional hierarchy in bf16: vaelab against a raw eager
-#      loop over the same model, and that loop under torch.compile and CUDA graphs
-#      (scripts/bench_hvae.py),
+#   2. the training benchmark of the convolutional hierarchy in bf16: vaelab, and vaelab with
+#      compiled cells, against a raw eager loop over the same model (scripts/bench_hvae.py; its
+#      whole-model torch.compile and CUDA-graph loops are left out: on an H200 compiling the
+#      hierarchy took over two minutes),
 #   3. experiment=mnist_2d end to end with the data on the GPU, trainer=ddp on one device, bf16,
 #   4. experiment=cifar10_hvae in bf16 for the time left, its figures in <out>/cifar10_hvae/figures,
 #      then its test bits/dim from vaelab-eval.
@@ -63,8 +64,9 @@ step() {
 
 if [ $DRY -eq 1 ]; then
   DEVICE=cpu; ACCEL=cpu; SIZES=(--train-size 100 --test-size 40)
-  BENCH=(--device cpu --variants vaelab eager compile --compile-backend eager --steps 2
-         --warmup 1 --batch-size 8 data.val_size=20 model.ladder.width=8 model.ladder.latent_channels=2
+  BENCH=(--device cpu --variants vaelab eager vaelab_compiled --steps 2 --warmup 1 --batch-size 8
+         model.ladder.compile_backend=eager data.val_size=20 model.ladder.width=8
+         model.ladder.latent_channels=2
          "model.ladder.encoder_blocks=[1,1,1,1,1,1]" "model.ladder.latent_layers=[0,0,1,0,0,1]")
   SMALL=(data.val_size=20 data.batch_size=16 +trainer.limit_train_batches=3 +trainer.limit_val_batches=1
          +trainer.limit_test_batches=1)
@@ -75,12 +77,12 @@ if [ $DRY -eq 1 ]; then
   LIMITS=(60 120 120 240)
 else
   DEVICE=cuda; ACCEL=gpu; SIZES=(--train-size 12000 --test-size 2000)
-  BENCH=(--device cuda --variants eager vaelab compile cudagraphs --steps 30 --warmup 10
+  BENCH=(--device cuda --variants eager vaelab vaelab_compiled --repeats 3 --steps 30 --warmup 10
          data.val_size=1000 +trainer.limit_val_batches=1)
   SMALL=()
   HVAE=(data.val_size=1000)
   EVAL=(iwae.num_samples=100 iwae.num_images=1000)
-  LIMITS=(120 150 70 0)
+  LIMITS=(120 180 70 0)
 fi
 COMMON=(callbacks.progress.plain=true logger=csv)
 

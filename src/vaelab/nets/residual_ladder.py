@@ -56,6 +56,15 @@ class ResidualCell(nn.Module):
         return x + out if self.residual else out
 
 
+def allow_graphs_per_code(n: int) -> None:
+    """Let torch.compile keep at least n graphs of one function before it falls back to eager.
+    All cells share ResidualCell.forward, and dynamo's limit (8) counts graphs per function: the
+    cells' shapes, kernel sizes and grad modes need one each (training and evaluation)."""
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, name, max(getattr(config, name), n))
+
+
 def _fit(h: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """The state at another stage's size (nearest-neighbour upsampling)."""
     return h if tuple(h.shape[-2:]) == tuple(size) else F.interpolate(h, size=size, mode="nearest")
@@ -150,14 +159,15 @@ class ResidualLadder(Ladder):
     inside the cells, `encoder_blocks[s]` bottom-up cells and `latent_layers[s]` latent layers
     of `latent_channels` at stage s (s = 0 the image's size; the last stage holds the top
     layer); `top_features` for the top layer's posterior, `out_channels` for the likelihood.
-    `compile`: torch.compile each residual cell (on a GPU it fuses their GELUs and convs;
-    compiling takes tens of seconds first)."""
+    `compile`: torch.compile each residual cell with `compile_backend` (on a GPU inductor fuses
+    their GELUs and convs; compiling takes tens of seconds first)."""
 
     def __init__(self, image_shape: Sequence[int], top_features: int,
                  encoder_blocks: Sequence[int] = (1, 1, 1),
                  latent_layers: Sequence[int] = (1, 1, 1), latent_channels: int = 4,
                  width: int = 32, bottleneck: float = 0.5,
-                 out_channels: int | None = None, condition_dim: int = 0, compile: bool = False):
+                 out_channels: int | None = None, condition_dim: int = 0, compile: bool = False,
+                 compile_backend: str = "inductor"):
         super().__init__()
         channels, height, wide = image_shape
         check_number("model.ladder.width", width, low=1, integer=True)
@@ -180,9 +190,10 @@ class ResidualLadder(Ladder):
                                        channels if out_channels is None else out_channels,
                                        condition_dim)
         if compile:  # the cells in place (their weights' names stay); the loop stays eager
-            for cell in self.modules():
-                if isinstance(cell, ResidualCell):
-                    cell.compile()
+            cells = [cell for cell in self.modules() if isinstance(cell, ResidualCell)]
+            allow_graphs_per_code(2 * len(cells))
+            for cell in cells:
+                cell.compile(backend=compile_backend)
 
     @classmethod
     def sizes(cls, image_shape: Sequence[int], latent_layers: Sequence[int],
