@@ -87,6 +87,7 @@ def test_a_mistyped_checkpoint_makes_no_evaluation_folder_beside_it(tmp_path):
     assert cfg.hydra.run.dir.startswith("./outputs/eval/runs/")  # not runs/typo/eval/
 
 
+@pytest.mark.slow  # 13-21 s: kept out of the default run's 15 minutes
 def test_ddp_ranks_that_lightning_launched_report_an_error_in_one_line_each(tmp_path):
     """Issue 21 item 10: the ranks Lightning started printed full tracebacks."""
     out = run_command(tmp_path, ["vaelab", "train", "trainer=ddp_sim", "data.batch_size=63",

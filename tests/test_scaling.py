@@ -52,6 +52,7 @@ def _global_step(ckpt: Path) -> int:
     return torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"]
 
 
+@pytest.mark.slow  # 13-21 s: kept out of the default run's 15 minutes
 def test_ddp_multirun_writes_one_dir_per_job(train_cli, tmp_path):
     train_cli(["-m", "trainer=ddp_sim", "trainer.max_epochs=1", "logger=csv",
                "model.latent_dim=2,4"])

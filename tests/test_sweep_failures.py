@@ -88,6 +88,7 @@ def test_a_failed_job_leaves_the_next_job_its_own_wandb_run(train_cli, tmp_path,
     assert list(runs[second][0].glob("run-*.wandb"))
 
 
+@pytest.mark.slow  # 13-21 s: kept out of the default run's 15 minutes
 def test_a_sweep_jobs_checkpoint_can_be_passed_as_ckpt_path(train_cli, tmp_path):
     sweep = tmp_path / "sweep"
     train_cli(["-m", *TINY, "model.beta=0.5,2",

@@ -87,6 +87,7 @@ def test_failed_jobs_are_recorded_and_the_rest_finish(tmp_path, multirun):
     assert "## Failed jobs" in markdown and "FloatingPointError" in markdown
 
 
+@pytest.mark.slow  # 13-21 s: kept out of the default run's 15 minutes
 def test_optuna_search_writes_its_results(tmp_path, multirun):
     sweep = tmp_path / "optuna"
     multirun(sweep, "hparams_search=optuna_beta_lr_latent", "hydra.sweeper.n_trials=3",
